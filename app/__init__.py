@@ -1,0 +1,42 @@
+"""MLflow Logs API: MLflow runs with complete metric histories, as plain JSON."""
+import logging
+from pathlib import Path
+
+import swagger_ui_bundle
+from flask import Flask, send_from_directory
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from app import routes
+from app.extensions import api
+from app.jsonio import OrjsonProvider
+from config import Config
+
+
+def create_app(config=None) -> Flask:
+    """App factory; ``config`` (a mapping) overrides settings from the environment."""
+    app = Flask(__name__)
+    app.json = OrjsonProvider(app)
+    app.config.from_object(Config)
+    if config:
+        app.config.update(config)
+    logging.basicConfig(level=app.config["LOG_LEVEL"],
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    hops = app.config["PROXY_FIX_HOPS"]
+    if hops:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_prefix=hops)
+    register_extensions(app)
+    register_blueprints(app)
+    return app
+
+
+def register_extensions(app):
+    api.init_app(app)
+
+
+def register_blueprints(app):
+    api.register_blueprint(routes.blp)
+    assets = Path(swagger_ui_bundle.swagger_ui_path)
+
+    @app.get("/docs-assets/<path:filename>")
+    def swagger_assets(filename):
+        return send_from_directory(assets, filename)

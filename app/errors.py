@@ -1,0 +1,78 @@
+"""One JSON error shape for every failure, and the errors the service raises.
+
+Every error body is::
+
+    {"success": false, "code": 404, "status": "Not Found",
+     "message": "...", "detail": "...", "errors": {...}}
+
+``detail`` repeats ``message`` for clients written against the original
+FastAPI service, which put its error text there. ``errors`` is present for
+validation failures and maps each offending field to its messages.
+"""
+import logging
+
+import marshmallow as ma
+from werkzeug import exceptions as http
+
+log = logging.getLogger(__name__)
+
+
+class ErrorSchema(ma.Schema):
+    success = ma.fields.Boolean(metadata={"description": "Always false"})
+    code = ma.fields.Integer(metadata={"description": "HTTP status code"})
+    status = ma.fields.String(metadata={"description": "HTTP status name"})
+    message = ma.fields.String(metadata={"description": "What went wrong, for a person"})
+    detail = ma.fields.String(metadata={"description": "Same as message (compatibility)"})
+    errors = ma.fields.Dict(metadata={"description": "Invalid fields and their messages"})
+
+
+# The statuses the service answers with, by meaning.
+InvalidInput = http.UnprocessableEntity        # 422
+UnsupportedMediaType = http.UnsupportedMediaType  # 415 body that is not JSON
+Unauthorized = http.Unauthorized               # 401 MLflow rejected the credentials
+Forbidden = http.Forbidden                     # 403 MLflow denied access
+NotFound = http.NotFound                       # 404 experiment / run
+UpstreamError = http.BadGateway                # 502 TLS, unreachable, MLflow error
+UpstreamTimeout = http.GatewayTimeout          # 504 http_timeout spent
+
+
+def error_payload(error: http.HTTPException):
+    """Build the JSON body and status for any HTTPException."""
+    data = getattr(error, "data", None) or {}
+    if isinstance(error, http.InternalServerError):
+        # Never leak a traceback or an exception text that may hold request data.
+        message = "Internal server error; the service log has the details."
+    else:
+        message = data.get("message") or error.description
+    payload = {
+        "success": False,
+        "code": error.code,
+        "status": error.name,
+        "message": message,
+        "detail": message,
+    }
+    errors = data.get("errors") or data.get("messages")
+    if errors:
+        payload["errors"] = _flatten_locations(errors)
+        payload["message"] = payload["detail"] = _describe(payload["errors"])
+    return payload, error.code, data.get("headers", {})
+
+
+def _flatten_locations(errors):
+    """webargs nests errors under their location ("json"); callers only send JSON."""
+    if set(errors) <= {"json", "query", "form", "headers", "files", "cookies"}:
+        flat = {}
+        for by_field in errors.values():
+            flat.update(by_field if isinstance(by_field, dict) else {"_schema": by_field})
+        return flat
+    return errors
+
+
+def _describe(errors):
+    parts = []
+    for field, messages in errors.items():
+        if isinstance(messages, dict):  # nested field or list index
+            messages = [f"{k}: {v}" for k, v in messages.items()]
+        text = " ".join(str(m).rstrip(".") for m in messages)
+        parts.append(text if field == "_schema" else f"{field}: {text}")
+    return "Invalid request: " + "; ".join(parts)

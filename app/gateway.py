@@ -1,0 +1,245 @@
+"""The MLflow gateway: every byte this service exchanges with MLflow goes through here.
+
+A gateway is made per request, holding that caller's credentials (never the
+process environment, which threads would share) and the request's deadline.
+It speaks MLflow's REST API with one pooled ``requests.Session`` per process and
+turns every failure into one of the service's HTTP errors.
+"""
+import json
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from http.cookiejar import DefaultCookiePolicy
+
+import orjson
+import requests
+from requests.adapters import HTTPAdapter
+
+from app import errors
+
+log = logging.getLogger(__name__)
+
+API = "/api/2.0/mlflow"
+RETRY_STATUSES = {429, 503}
+
+
+@dataclass(frozen=True)
+class MlflowTarget:
+    """Where and as whom to talk to MLflow, for one request."""
+
+    uri: str
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    verify_tls: bool = True
+
+    @property
+    def auth(self):
+        return (self.username, self.password) if self.username is not None else None
+
+
+class Deadline:
+    """The caller's ``http_timeout``, shared by every MLflow call of one request."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self._expires = time.monotonic() + seconds
+
+    def remaining(self) -> float:
+        return self._expires - time.monotonic()
+
+    def check(self) -> float:
+        left = self.remaining()
+        if left <= 0:
+            raise errors.UpstreamTimeout(
+                f"MLflow did not answer within http_timeout={self.seconds:g}s; "
+                "raise http_timeout or ask for fewer runs."
+            )
+        return left
+
+
+_session_lock = threading.Lock()
+_sessions: dict[int, requests.Session] = {}
+
+
+def shared_session(pool_size: int) -> requests.Session:
+    """One keep-alive session per process (and pool size), reused by every request."""
+    with _session_lock:
+        session = _sessions.get(pool_size)
+        if session is None:
+            session = requests.Session()
+            # A cookie MLflow (or a proxy) sets for one caller must never ride along
+            # with another caller's request on this shared session.
+            session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+            session.trust_env = False  # no ~/.netrc credentials or proxy surprises
+            adapter = HTTPAdapter(pool_connections=16, pool_maxsize=pool_size, max_retries=0)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            _sessions[pool_size] = session
+        return session
+
+
+def parse_json(content: bytes):
+    try:
+        return orjson.loads(content)
+    except orjson.JSONDecodeError:
+        # MLflow writes NaN/Infinity as bare tokens, which only the stdlib accepts.
+        return json.loads(content)
+
+
+class MlflowGateway:
+    def __init__(self, target: MlflowTarget, deadline: Deadline, *, session=None,
+                 max_retries: int = 2, search_page_size: int = 1000,
+                 history_page_size: int = 25000, pool_size: int = 8):
+        self.target = target
+        self.deadline = deadline
+        self.session = session or shared_session(pool_size)
+        self.max_retries = max_retries
+        self.search_page_size = search_page_size
+        self.history_page_size = history_page_size
+        self.calls = 0  # MLflow requests made, for logs and tests
+        self._calls_lock = threading.Lock()
+
+    # --- transport -------------------------------------------------------
+
+    def call(self, method: str, endpoint: str, *, params=None, body=None):
+        """One MLflow REST call, retried on 429/503 while the deadline allows."""
+        url = self.target.uri.rstrip("/") + endpoint
+        for attempt in range(self.max_retries + 1):
+            response = self._send(method, url, params, body)
+            if response.status_code not in RETRY_STATUSES or attempt == self.max_retries:
+                break
+            pause = min(_retry_after(response), 0.25 * 2**attempt)
+            if pause >= self.deadline.remaining():
+                break
+            time.sleep(pause)
+        return self._decode(response)
+
+    def _send(self, method, url, params, body):
+        timeout = self.deadline.check()
+        with self._calls_lock:
+            self.calls += 1
+        try:
+            return self.session.request(
+                method, url, params=params, json=body, auth=self.target.auth,
+                verify=self.target.verify_tls, timeout=timeout, allow_redirects=False,
+            )
+        except requests.exceptions.SSLError as exc:
+            raise errors.UpstreamError(_tls_message(self.target.uri, exc)) from None
+        except requests.exceptions.Timeout:
+            self.deadline.check()
+            raise errors.UpstreamTimeout(
+                f"MLflow at {self.target.uri} did not answer within "
+                f"http_timeout={self.deadline.seconds:g}s."
+            ) from None
+        except requests.exceptions.RequestException as exc:
+            raise errors.UpstreamError(
+                f"Cannot reach MLflow at {self.target.uri}: {_root_cause(exc)}"
+            ) from None
+
+    def _decode(self, response):
+        status = response.status_code
+        if status == 200:
+            try:
+                return parse_json(response.content)
+            except ValueError:
+                raise errors.UpstreamError(
+                    f"MLflow at {self.target.uri} answered 200 with a body that is not JSON; "
+                    "is tracking_uri the MLflow server's base URL?"
+                ) from None
+        message = _mlflow_message(response)
+        if status == 401:
+            raise errors.Unauthorized(
+                f"MLflow rejected the credentials{_as_user(self.target)}: {message}")
+        if status == 403:
+            raise errors.Forbidden(f"MLflow denied access{_as_user(self.target)}: {message}")
+        if status == 404 and _error_code(response) == "RESOURCE_DOES_NOT_EXIST":
+            raise errors.NotFound(message)
+        raise errors.UpstreamError(
+            f"MLflow at {self.target.uri} answered {status} to {response.request.path_url.split('?')[0]}: {message}"
+        )
+
+    # --- MLflow API ------------------------------------------------------
+
+    def search_experiments(self, view_type="ACTIVE_ONLY"):
+        """Every experiment, across as many pages as MLflow needs."""
+        body = {"max_results": self.search_page_size, "view_type": view_type}
+        return self._pages("POST", f"{API}/experiments/search", "experiments", body)
+
+    def get_experiment(self, experiment_id: str):
+        data = self.call("GET", f"{API}/experiments/get", params={"experiment_id": experiment_id})
+        return data["experiment"]
+
+    def get_experiment_by_name(self, name: str):
+        data = self.call("GET", f"{API}/experiments/get-by-name", params={"experiment_name": name})
+        return data["experiment"]
+
+    def get_run(self, run_id: str):
+        return self.call("GET", f"{API}/runs/get", params={"run_id": run_id})["run"]
+
+    def search_runs(self, experiment_ids, limit: int, view_type="ACTIVE_ONLY"):
+        """Up to ``limit`` runs, newest first, paging as MLflow requires."""
+        body = {"experiment_ids": list(experiment_ids), "run_view_type": view_type,
+                "order_by": ["attributes.start_time DESC"]}
+        return self._pages("POST", f"{API}/runs/search", "runs", body, limit=limit)
+
+    def get_metric_history(self, run_id: str, key: str):
+        """Every point of one metric, following MLflow's page tokens."""
+        params = {"run_id": run_id, "metric_key": key, "max_results": self.history_page_size}
+        return self._pages("GET", f"{API}/metrics/get-history", "metrics", params)
+
+    def _pages(self, method, endpoint, items_key, request, *, limit=None):
+        """Follow ``next_page_token`` until MLflow has no more (or ``limit`` items)."""
+        items, token = [], None
+        while True:
+            page = dict(request, page_token=token) if token else dict(request)
+            if limit is not None:
+                page["max_results"] = min(limit - len(items), self.search_page_size)
+            where = {"params": page} if method == "GET" else {"body": page}
+            data = self.call(method, endpoint, **where)
+            items.extend(data.get(items_key, []))
+            token = data.get("next_page_token")
+            if not token or (limit is not None and len(items) >= limit):
+                return items
+
+
+def _retry_after(response) -> float:
+    try:
+        return max(0.0, float(response.headers.get("Retry-After", "")))
+    except ValueError:
+        return math.inf
+
+
+def _as_user(target: MlflowTarget) -> str:
+    return f" of user '{target.username}'" if target.username else " (no credentials were sent)"
+
+
+def _error_code(response):
+    try:
+        return parse_json(response.content).get("error_code")
+    except (ValueError, AttributeError):
+        return None
+
+
+def _mlflow_message(response) -> str:
+    try:
+        data = parse_json(response.content)
+        return str(data.get("message") or data.get("error_code") or data)[:500]
+    except (ValueError, AttributeError):
+        text = response.text.strip()
+        return (text[:200] or response.reason or "no body")
+
+
+def _root_cause(exc: BaseException) -> str:
+    while exc.__cause__ or exc.__context__:
+        exc = exc.__cause__ or exc.__context__
+    return str(exc) or type(exc).__name__
+
+
+def _tls_message(uri: str, exc) -> str:
+    cause = _root_cause(exc)
+    if "CERTIFICATE_VERIFY_FAILED" in str(exc) or "CERTIFICATE_VERIFY_FAILED" in cause:
+        return (f"TLS certificate of {uri} could not be verified (SSL: CERTIFICATE_VERIFY_FAILED: "
+                f"{cause}). For a self-signed certificate, send \"insecure_tls\": true.")
+    return f"TLS handshake with {uri} failed: {cause}"

@@ -1,0 +1,79 @@
+"""The public routes: POST /health, /mlflow/experiments and /mlflow/runs."""
+from flask import current_app, request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from app import errors, schemas, service
+from app.gateway import Deadline, MlflowGateway, MlflowTarget
+
+blp = Blueprint("mlflow", __name__, description="Read MLflow experiments and runs as JSON")
+
+
+@blp.before_request
+def require_json_body():
+    # Without this, a body sent as form data (curl -d without -H) would be ignored
+    # and the caller told that tracking_uri is missing.
+    if request.content_length and not request.is_json:
+        raise errors.UnsupportedMediaType("Send the request body as JSON "
+                                          "with Content-Type: application/json.")
+
+
+def gateway_for(args: dict) -> MlflowGateway:
+    """The caller's MLflow connection; credentials live only in this request."""
+    config = current_app.config
+    target = MlflowTarget(uri=args["tracking_uri"], username=args["username"],
+                          password=args["password"], verify_tls=not args["insecure_tls"])
+    return MlflowGateway(
+        target, Deadline(args["http_timeout"]),
+        max_retries=config["MLFLOW_MAX_RETRIES"],
+        search_page_size=config["MLFLOW_SEARCH_PAGE_SIZE"],
+        history_page_size=config["MLFLOW_HISTORY_PAGE_SIZE"],
+        pool_size=config["MLFLOW_CONCURRENCY"],
+    )
+
+
+@blp.route("/health")
+class Health(MethodView):
+    @blp.arguments(schemas.ConnectionSchema)
+    @blp.response(200, schemas.HealthSchema)
+    def post(self, args):
+        """Check that MLflow answers with these credentials.
+
+        Answers 200 even when MLflow is not accessible: `status` is then
+        `unhealthy` and `error` / `error_code` say why.
+        """
+        return service.health(gateway_for(args))
+
+
+@blp.route("/mlflow/experiments")
+class Experiments(MethodView):
+    @blp.arguments(schemas.ConnectionSchema)
+    @blp.response(200, schemas.ExperimentsSchema)
+    @blp.alt_response(401, description="MLflow rejected the credentials")
+    @blp.alt_response(502, description="MLflow unreachable, TLS failure or MLflow error")
+    @blp.alt_response(504, description="http_timeout spent")
+    def post(self, args):
+        """List all active experiments (every page of MLflow's search)."""
+        return service.experiments(gateway_for(args))
+
+
+@blp.route("/mlflow/runs")
+class Runs(MethodView):
+    @blp.arguments(schemas.RunsQuerySchema)
+    @blp.response(200, schemas.RunsSchema)
+    @blp.alt_response(401, description="MLflow rejected the credentials")
+    @blp.alt_response(403, description="No permission on the experiment or run")
+    @blp.alt_response(404, description="Experiment or run not found")
+    @blp.alt_response(502, description="MLflow unreachable, TLS failure or MLflow error")
+    @blp.alt_response(504, description="http_timeout spent")
+    def post(self, args):
+        """Runs with parameters, latest metrics and complete metric histories.
+
+        Select with `run_id`, `experiment_name` or `experiment_id`; when several
+        are given they must agree (a run outside the named experiment is 404,
+        a name and id of different experiments 422). With none, the newest runs
+        across all active experiments. Runs are newest first.
+        """
+        result = service.runs(gateway_for(args), args, current_app.config["MLFLOW_CONCURRENCY"])
+        # Skip the marshmallow dump: histories can be millions of points.
+        return current_app.json.response(result)

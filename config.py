@@ -1,0 +1,44 @@
+"""Settings, read from the environment once at start-up.
+
+Tests and embedders pass a mapping to ``create_app(config)`` instead; its keys
+override these.
+"""
+import os
+
+
+def _int(name, default):
+    return int(os.environ.get(name, default))
+
+
+def _float(name, default):
+    return float(os.environ.get(name, default))
+
+
+class Config:
+    # Serving (python wsgi.py; gunicorn reads gunicorn.conf.py)
+    HOST = os.environ.get("HOST", "127.0.0.1")
+    PORT = _int("PORT", 8001)
+    LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO").upper()
+    # Reverse proxies in front of us that may set X-Forwarded-* (0 = trust none).
+    PROXY_FIX_HOPS = _int("PROXY_FIX_HOPS", 1)
+
+    # Request limits
+    MAX_CONTENT_LENGTH = _int("MAX_CONTENT_LENGTH", 1024 * 1024)
+    MAX_RUNS_LIMIT = _int("MAX_RUNS_LIMIT", 1000)
+    MAX_HTTP_TIMEOUT = _float("MAX_HTTP_TIMEOUT", 300)
+
+    # Talking to MLflow
+    MLFLOW_CONCURRENCY = _int("MLFLOW_CONCURRENCY", 8)  # parallel calls per request
+    MLFLOW_MAX_RETRIES = _int("MLFLOW_MAX_RETRIES", 2)  # for 429/503, within http_timeout
+    MLFLOW_HISTORY_PAGE_SIZE = _int("MLFLOW_HISTORY_PAGE_SIZE", 25000)
+    MLFLOW_SEARCH_PAGE_SIZE = _int("MLFLOW_SEARCH_PAGE_SIZE", 1000)
+
+    # OpenAPI / Swagger UI (assets served locally: no CDN on many internal networks)
+    API_TITLE = "MLflow Logs API"
+    API_VERSION = "1.0.0"
+    OPENAPI_VERSION = "3.0.3"
+    OPENAPI_URL_PREFIX = "/"
+    OPENAPI_JSON_PATH = "openapi.json"
+    OPENAPI_SWAGGER_UI_PATH = "docs"
+    # Relative, so it still resolves behind a proxy that mounts us under a prefix.
+    OPENAPI_SWAGGER_UI_URL = "docs-assets/"

@@ -1,0 +1,335 @@
+"""Real MLflow tracking servers (optionally basic-auth and/or TLS) on seeded sqlite stores.
+
+Seed data (written by :func:`seed_store` directly into the sqlite backend, before any
+server starts). Every metric point is a ``Point(step, value, timestamp_ms)``; timestamps
+are ``BASE_TIME_MS + i * 1000`` for the i-th logged point of a metric unless stated.
+
+experiment ``shared-exp``
+  ``finished``  FINISHED, start BASE_TIME_MS, end BASE_TIME_MS + 3_600_000 (3600.0 s),
+                params ``PARAMS``; metrics ``FINISHED_METRICS`` (train_loss, val/acc,
+                "metric with space", métrica_ñ, nan_metric, dup_step, out_of_order)
+  ``running``   RUNNING, no end time; ``train_loss`` = ``RUNNING_TRAIN_LOSS`` (10 points)
+  ``empty``     FINISHED, no metrics, no params
+  ``deleted``   FINISHED then deleted (lifecycle_stage deleted); ``train_loss`` 1 point
+  ``long``      FINISHED; ``long_metric`` step s = s / 1000, timestamp BASE_TIME_MS + s,
+                s in 0..LONG_METRIC_POINTS-1 (more than one 25k get-history page)
+  ``failed``    FAILED; ``train_loss`` = ``FAILED_TRAIN_LOSS`` (5 points)
+experiment ``secret-exp``: run ``secret`` FINISHED, ``train_loss`` = ``SECRET_TRAIN_LOSS``
+experiment ``deleted-exp``: deleted, no runs
+
+The sqlite store cannot hold infinities: +/-Inf come back from MLflow as
++/-sys.float_info.max (see ``NAN_METRIC_AS_STORED``); NaN round-trips as NaN.
+MLflow returns a metric's history ordered by (timestamp, step, value), i.e. in logging
+order here.
+"""
+
+import math
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+import requests
+
+
+class Point(NamedTuple):
+    step: int
+    value: float
+    timestamp: int
+
+
+BASE_TIME_MS = 1_700_000_000_000
+FINISHED_DURATION_S = 3600.0
+PARAMS = {"learning_rate": "0.001", "batch_size": "16"}
+
+
+def _points(step_values, base=BASE_TIME_MS):
+    return [Point(s, v, base + i * 1000) for i, (s, v) in enumerate(step_values)]
+
+
+TRAIN_LOSS = _points((s, 1 / (s + 1)) for s in range(100))
+NAN_METRIC_STEPS_VALUES = [
+    (0, 1.0), (1, math.nan), (2, 2.0), (3, math.inf), (4, 3.0), (5, -math.inf), (6, 4.0)
+]
+NAN_METRIC = _points(NAN_METRIC_STEPS_VALUES)
+NAN_METRIC_AS_STORED = [
+    p._replace(value=math.copysign(sys.float_info.max, p.value)) if math.isinf(p.value) else p
+    for p in NAN_METRIC
+]
+DUP_STEP = _points([(0, 1.0), (1, 10.0), (1, 11.0), (1, 12.0), (2, 20.0)])
+OUT_OF_ORDER_STEPS = [5, 3, 9, 1, 7]
+OUT_OF_ORDER = _points((s, s * 10.0) for s in OUT_OF_ORDER_STEPS)
+FINISHED_METRICS = {
+    "train_loss": TRAIN_LOSS,
+    "val/acc": _points((s, s / 10) for s in range(10)),
+    "metric with space": _points((s, s * 2.0) for s in range(5)),
+    "métrica_ñ": _points([(0, 0.5), (1, 0.25), (2, 0.125)]),
+    "nan_metric": NAN_METRIC,
+    "dup_step": DUP_STEP,
+    "out_of_order": OUT_OF_ORDER,
+}
+RUNNING_TRAIN_LOSS = _points((s, 1 / (s + 1)) for s in range(10))
+DELETED_TRAIN_LOSS = _points([(0, 0.5)])
+FAILED_TRAIN_LOSS = _points((s, 1 / (s + 1)) for s in range(5))
+SECRET_TRAIN_LOSS = _points((s, 1 / (s + 1)) for s in range(3))
+LONG_METRIC_POINTS = 26_234
+LONG_METRIC_BATCH = 1000  # MLflow's log_batch limit on metrics per call
+
+ADMIN_USER = "admin"
+ADMIN_PASSWORD = "admin-password-123"
+SECRET_KEY = "test-flask-secret-key-0123456789"
+DB_NAME = "mlflow.db"
+AUTH_DB_NAME = "basic_auth.db"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _db_path(db_uri: str) -> Path:
+    assert db_uri.startswith("sqlite:///"), db_uri
+    return Path(db_uri[len("sqlite:///"):])
+
+
+def _client(db_uri: str, artifact_root: str | None):
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+    from mlflow.tracking import MlflowClient
+
+    # Creating the store first runs the migrations and creates the Default experiment with
+    # our artifact root; MlflowClient alone would use ./mlruns relative to the cwd.
+    root = artifact_root or str(_db_path(db_uri).parent / "artifacts")
+    SqlAlchemyStore(db_uri, root).engine.dispose()
+    return MlflowClient(tracking_uri=db_uri), root
+
+
+def seed_store(db_uri: str, artifact_root: str | None = None) -> dict:
+    """Write the data described in the module docstring; return the ids it got."""
+    from mlflow.entities import Metric
+
+    client, root = _client(db_uri, artifact_root)
+    exps = {"Default": "0"}
+    for name in ("shared-exp", "secret-exp", "deleted-exp"):
+        exps[name] = client.create_experiment(name, artifact_location=f"{root}/{name}")
+    client.delete_experiment(exps["deleted-exp"])
+
+    runs = {}
+
+    def run(exp, name, status, metrics=None, params=None, end=BASE_TIME_MS + 3_600_000):
+        run_id = client.create_run(exps[exp], start_time=BASE_TIME_MS, run_name=name).info.run_id
+        entities = [
+            Metric(key, p.value, p.timestamp, p.step)
+            for key, points in (metrics or {}).items()
+            for p in points
+        ]
+        for i in range(0, len(entities), LONG_METRIC_BATCH):
+            client.log_batch(run_id, metrics=entities[i : i + LONG_METRIC_BATCH])
+        for key, value in (params or {}).items():
+            client.log_param(run_id, key, value)
+        if status != "RUNNING":
+            client.set_terminated(run_id, status=status, end_time=end)
+        runs[name] = run_id
+
+    run("shared-exp", "finished", "FINISHED", FINISHED_METRICS, PARAMS)
+    run("shared-exp", "running", "RUNNING", {"train_loss": RUNNING_TRAIN_LOSS})
+    run("shared-exp", "empty", "FINISHED")
+    run("shared-exp", "deleted", "FINISHED", {"train_loss": DELETED_TRAIN_LOSS})
+    client.delete_run(runs["deleted"])
+    long_points = [Point(s, s / 1000, BASE_TIME_MS + s) for s in range(LONG_METRIC_POINTS)]
+    run("shared-exp", "long", "FINISHED", {"long_metric": long_points})
+    run("shared-exp", "failed", "FAILED", {"train_loss": FAILED_TRAIN_LOSS})
+    run("secret-exp", "secret", "FINISHED", {"train_loss": SECRET_TRAIN_LOSS})
+    return {"experiments": exps, "runs": runs}
+
+
+def seed_many_experiments(db_uri: str, n: int) -> None:
+    """Create experiments ``bulk-exp-0000`` .. ``bulk-exp-<n-1>`` in one transaction."""
+    from mlflow.store.tracking.dbmodels.models import SqlExperiment
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    root = str(_db_path(db_uri).parent / "artifacts")
+    store = SqlAlchemyStore(db_uri, root)
+    # ~5 ms per create_experiment call adds up; a bulk insert takes well under a second.
+    with store.ManagedSessionMaker() as session:
+        session.add_all(
+            SqlExperiment(
+                name=f"bulk-exp-{i:04d}",
+                artifact_location=f"{root}/bulk-exp-{i:04d}",
+                lifecycle_stage="active",
+                creation_time=BASE_TIME_MS + i,
+                last_update_time=BASE_TIME_MS + i,
+            )
+            for i in range(n)
+        )
+    store.engine.dispose()
+
+
+class MlflowServer:
+    """``mlflow server`` subprocess on 127.0.0.1.
+
+    ``data_dir`` holds mlflow.db, basic_auth.db/.ini, artifacts/, the TLS cert/key and the
+    server logs; pass the same ``data_dir`` to two servers to serve the same stores.
+    """
+
+    def __init__(self, data_dir=None, *, auth=False, tls=False, port=None, ids=None,
+                 admin_password=ADMIN_PASSWORD, startup_timeout=90.0, extra_env=None):
+        self._own_dir = data_dir is None
+        self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="mlflow-server-"))
+        self.auth, self.tls = auth, tls
+        self.port = port or free_port()
+        self.uri = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        self.admin = (ADMIN_USER, admin_password)
+        self.ids = ids
+        self.users: dict[str, str] = {}
+        self.startup_timeout = startup_timeout
+        self.extra_env = extra_env or {}
+        self.db_uri = f"sqlite:///{self.data_dir / DB_NAME}"
+        self.log_path = self.data_dir / f"server-{'https' if tls else 'http'}-{self.port}.log"
+        self.cert_path = self.data_dir / "cert.pem" if tls else None
+        self.proc: subprocess.Popen | None = None
+        self.startup_seconds: float | None = None
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        self.stop()
+        if self._own_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def _command(self) -> list[str]:
+        artifacts = self.data_dir / "artifacts"
+        cmd = [
+            sys.executable, "-m", "mlflow", "server",
+            "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
+            "--backend-store-uri", self.db_uri,
+            "--default-artifact-root", str(artifacts),
+            "--artifacts-destination", str(artifacts),
+        ]
+        if self.auth:
+            cmd += ["--app-name", "basic-auth"]
+        if self.tls:
+            key = self.data_dir / "key.pem"
+            if not self.cert_path.exists():
+                subprocess.run(
+                    ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                     "-subj", "/CN=127.0.0.1",
+                     "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+                     "-keyout", str(key), "-out", str(self.cert_path)],
+                    check=True, capture_output=True,
+                )
+            # Both the plain and the basic-auth app are ASGI apps run by uvicorn.
+            cmd += ["--uvicorn-opts", f"--ssl-keyfile {key} --ssl-certfile {self.cert_path}"]
+        return cmd
+
+    def _env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+        # Job execution spawns huey consumers the tests never need; it only slows startup.
+        env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+        if self.auth:
+            ini = self.data_dir / "basic_auth.ini"
+            ini.write_text(
+                "[mlflow]\n"
+                "default_permission = READ\n"
+                f"database_uri = sqlite:///{self.data_dir / AUTH_DB_NAME}\n"
+                f"admin_username = {self.admin[0]}\n"
+                f"admin_password = {self.admin[1]}\n"
+                "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+            )
+            env.update(
+                MLFLOW_AUTH_CONFIG_PATH=str(ini),
+                MLFLOW_AUTH_ADMIN_PASSWORD=self.admin[1],
+                MLFLOW_FLASK_SERVER_SECRET_KEY=SECRET_KEY,
+            )
+        env.update(self.extra_env)
+        return env
+
+    def start(self):
+        assert self.proc is None, "already started"
+        t0 = time.monotonic()
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                self._command(), env=self._env(), cwd=self.data_dir, stdout=log,
+                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            )
+        deadline = t0 + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                self._fail(f"exited with code {self.proc.returncode}")
+            try:
+                if requests.get(f"{self.uri}/health", verify=False, timeout=2).ok:
+                    self.startup_seconds = time.monotonic() - t0
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        self._fail(f"not ready after {self.startup_timeout} s")
+
+    def _fail(self, why: str):
+        self.stop()
+        tail = self.log_path.read_text(errors="replace")[-4000:]
+        raise RuntimeError(f"MLflow server at {self.uri} {why}; log tail:\n{tail}")
+
+    def stop(self):
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        except ProcessLookupError:
+            pass
+        # Children (uvicorn workers) may outlive the leader; sweep the group once more.
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc = None
+
+    def restart(self):
+        self.stop()
+        return self.start()
+
+    # -- admin helpers ----------------------------------------------------------------
+
+    def request(self, method: str, path: str, auth=None, **kwargs) -> requests.Response:
+        """HTTP call to the server, as admin unless ``auth`` is given."""
+        kwargs.setdefault("timeout", 30)
+        kwargs.setdefault("verify", str(self.cert_path) if self.tls else True)
+        return requests.request(method, self.uri + path, auth=auth or self.admin, **kwargs)
+
+    def create_user(self, username: str, password: str) -> None:
+        r = self.request("POST", "/api/2.0/mlflow/users/create",
+                         json={"username": username, "password": password})
+        r.raise_for_status()
+        self.users[username] = password
+
+    def grant(self, username: str, experiment_id: str, permission: str) -> None:
+        """Per-experiment permission: READ, USE, EDIT, MANAGE or DENY.
+
+        MLflow 3.17 dropped /experiments/permissions/create and refuses NO_PERMISSIONS
+        grants; DENY is its replacement, so NO_PERMISSION(S) is mapped to DENY here.
+        """
+        if permission in ("NO_PERMISSION", "NO_PERMISSIONS"):
+            permission = "DENY"
+        r = self.request("POST", "/api/3.0/mlflow/users/permissions/grant", json={
+            "username": username, "resource_type": "experiment",
+            "resource_id": str(experiment_id), "permission": permission,
+        })
+        r.raise_for_status()
