@@ -7,7 +7,7 @@ worker_class = "gthread"
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
 threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 # A request is bounded by its http_timeout (MAX_HTTP_TIMEOUT at most); leave headroom.
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", str(int(float(os.environ.get("MAX_HTTP_TIMEOUT", "300"))) + 30)))
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "330"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
 # Recycle workers now and then so a slow leak cannot grow without bound.

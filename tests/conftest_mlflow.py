@@ -1,0 +1,72 @@
+"""Session fixtures running real MLflow servers; use with ``from tests.conftest_mlflow import *``.
+
+All servers are ``tests.support.mlflow_server.MlflowServer`` objects (``.uri``, ``.admin``,
+``.users``, ``.ids``, ``.log_path``, ``.proc``, ``.cert_path``, ``request()``, ``stop()``,
+``start()``); ``.ids`` is the dict returned by ``seed_store``.
+"""
+
+import shutil
+from types import SimpleNamespace
+
+import pytest
+
+from tests.support.mlflow_server import DB_NAME, MlflowServer, seed_many_experiments, seed_store
+
+__all__ = [
+    "_mlflow_seeded_db",
+    "mlflow_data_dir",
+    "mlflow_server",
+    "mlflow_tls_server",
+    "mlflow_noauth_server",
+]
+
+USERS = {"alice": "alice-password-1", "bob": "bob-password-12"}
+BULK_EXPERIMENTS = 1005
+
+
+@pytest.fixture(scope="session")
+def _mlflow_seeded_db(tmp_path_factory):
+    """One seeded sqlite file that each data dir copies (seeding takes ~5 s)."""
+    d = tmp_path_factory.mktemp("mlflow-seed")
+    ids = seed_store(f"sqlite:///{d / DB_NAME}")
+    return d / DB_NAME, ids
+
+
+def _data_dir(tmp_path_factory, name, seeded):
+    d = tmp_path_factory.mktemp(name)
+    shutil.copy(seeded[0], d / DB_NAME)
+    return SimpleNamespace(path=d, db_uri=f"sqlite:///{d / DB_NAME}", ids=seeded[1])
+
+
+@pytest.fixture(scope="session")
+def mlflow_data_dir(tmp_path_factory, _mlflow_seeded_db):
+    """``.path`` (data dir), ``.db_uri``, ``.ids`` of the store the auth servers share."""
+    return _data_dir(tmp_path_factory, "mlflow-data", _mlflow_seeded_db)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(mlflow_data_dir):
+    """Basic-auth server over HTTP; alice is denied ``secret-exp``, bob has default READ."""
+    with MlflowServer(mlflow_data_dir.path, auth=True, ids=mlflow_data_dir.ids) as server:
+        for user, password in USERS.items():
+            server.create_user(user, password)
+        server.grant("alice", server.ids["experiments"]["secret-exp"], "NO_PERMISSION")
+        yield server
+
+
+@pytest.fixture(scope="session")
+def mlflow_tls_server(mlflow_server, mlflow_data_dir):
+    """Same stores (data and users) as ``mlflow_server``, served over HTTPS with a
+    self-signed cert at ``.cert_path``."""
+    with MlflowServer(mlflow_data_dir.path, auth=True, tls=True, ids=mlflow_data_dir.ids) as server:
+        server.users.update(mlflow_server.users)
+        yield server
+
+
+@pytest.fixture(scope="session")
+def mlflow_noauth_server(tmp_path_factory, _mlflow_seeded_db):
+    """Plain server on its own copy of the seed data plus experiments bulk-exp-0000..1004."""
+    data = _data_dir(tmp_path_factory, "mlflow-noauth", _mlflow_seeded_db)
+    seed_many_experiments(data.db_uri, BULK_EXPERIMENTS)
+    with MlflowServer(data.path, ids=data.ids) as server:
+        yield server

@@ -1,0 +1,94 @@
+"""Bad input: a 422 (or 400/415) naming the problem, never a 500; no MLflow needed."""
+import pytest
+
+GOOD = {"tracking_uri": "http://127.0.0.1:9", "username": "u", "password": "p"}
+
+
+def error_fields(response):
+    body = response.get_json()
+    assert body["success"] is False and body["code"] == response.status_code
+    assert body["message"] == body["detail"]
+    return body.get("errors", {})
+
+
+@pytest.mark.parametrize("uri", [
+    "file:///etc/passwd", "sqlite:///mlflow.db", "databricks", "databricks://profile",
+    "ftp://host", "http://", "not a url", "", "http://user:pw@host",
+    "postgresql://u@h/db", "http://host/?q=1",
+])
+@pytest.mark.parametrize("route", ["/health", "/mlflow/experiments", "/mlflow/runs"])
+def test_only_http_tracking_uris(client, route, uri):
+    response = client.post(route, json=dict(GOOD, tracking_uri=uri))
+    assert response.status_code == 422
+    assert "tracking_uri" in error_fields(response)
+
+
+@pytest.mark.parametrize("field, value", [
+    ("limit", 0), ("limit", 1001), ("limit", -1), ("limit", "ten"), ("limit", 2.5),
+    ("http_timeout", 0), ("http_timeout", -1), ("http_timeout", "soon"), ("http_timeout", 10_000),
+    ("insecure_tls", "maybe"), ("include_metric_history", "perhaps"),
+    ("experiment_name", ""), ("experiment_id", ""), ("run_id", ""), ("run_id", 5),
+])
+def test_bad_values_are_422_naming_the_field(client, field, value):
+    response = client.post("/mlflow/runs", json=dict(GOOD, **{field: value}))
+    assert response.status_code == 422
+    assert field in error_fields(response)
+    assert field in response.get_json()["message"]
+
+
+def test_unknown_field_is_named(client):
+    response = client.post("/mlflow/runs", json=dict(GOOD, experiment_nme="typo"))
+    assert response.status_code == 422
+    assert error_fields(response) == {"experiment_nme": ["Unknown field."]}
+
+
+@pytest.mark.parametrize("missing", ["username", "password"])
+def test_username_and_password_go_together(client, missing):
+    body = dict(GOOD)
+    del body[missing]
+    response = client.post("/mlflow/experiments", json=body)
+    assert response.status_code == 422
+    assert missing in error_fields(response)
+
+
+def test_missing_tracking_uri(client):
+    response = client.post("/health", json={})
+    assert response.status_code == 422
+    assert "tracking_uri" in error_fields(response)
+
+
+def test_non_object_body(client):
+    response = client.post("/mlflow/runs", json=[GOOD])
+    assert response.status_code == 422
+
+
+def test_malformed_json_is_400(client):
+    response = client.post("/mlflow/runs", data="{not json", content_type="application/json")
+    assert response.status_code == 400
+    assert response.get_json()["success"] is False
+
+
+def test_form_body_is_415_not_ignored(client):
+    response = client.post("/mlflow/runs", data={"tracking_uri": "http://x"})
+    assert response.status_code == 415
+    assert "application/json" in response.get_json()["message"]
+
+
+def test_limit_bound_follows_config(app):
+    app.config["MAX_RUNS_LIMIT"] = 5
+    response = app.test_client().post("/mlflow/runs", json=dict(GOOD, limit=6))
+    assert response.status_code == 422
+    assert "between 1 and 5" in response.get_json()["message"]
+
+
+def test_unknown_route_and_method_use_the_error_shape(client):
+    assert client.post("/nope", json={}).get_json()["code"] == 404
+    response = client.get("/mlflow/runs")
+    assert response.status_code == 405 and response.get_json()["success"] is False
+
+
+def test_oversized_body_is_413(app):
+    app.config["MAX_CONTENT_LENGTH"] = 100
+    response = app.test_client().post("/health", json=dict(GOOD, username="x" * 200))
+    assert response.status_code == 413
+    assert response.get_json()["success"] is False
