@@ -15,11 +15,15 @@ from http.cookiejar import DefaultCookiePolicy
 
 import orjson
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
 from app import errors
 
 log = logging.getLogger(__name__)
+
+# insecure_tls is the caller's explicit choice; a warning per request would only flood the log.
+urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 
 API = "/api/2.0/mlflow"
 RETRY_STATUSES = {429, 503}

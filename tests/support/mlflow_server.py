@@ -158,7 +158,7 @@ def seed_many_experiments(db_uri: str, n: int) -> None:
     root = str(_db_path(db_uri).parent / "artifacts")
     store = SqlAlchemyStore(db_uri, root)
     # ~5 ms per create_experiment call adds up; a bulk insert takes well under a second.
-    with store.ManagedSessionMaker() as session:
+    with store.ManagedSessionMaker(read_only=False) as session:
         session.add_all(
             SqlExperiment(
                 name=f"bulk-exp-{i:04d}",

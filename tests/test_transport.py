@@ -1,0 +1,128 @@
+"""TLS, unreachable, slow and misbehaving MLflow servers: 502/504, never a 500 or a hang."""
+import http.server
+import socket
+import threading
+import time
+
+import pytest
+
+
+@pytest.fixture
+def tls_body(mlflow_tls_server):
+    def body(**fields):
+        user, password = mlflow_tls_server.admin
+        return {"tracking_uri": mlflow_tls_server.uri, "username": user, "password": password,
+                "http_timeout": 60, **fields}
+    return body
+
+
+def test_self_signed_tls_with_insecure_tls(client, tls_body):
+    response = client.post("/mlflow/runs", json=tls_body(experiment_name="shared-exp", limit=1))
+    assert response.status_code == 200, response.get_json()
+    health = client.post("/health", json=tls_body()).get_json()
+    assert health["status"] == "healthy" and health["ssl_verification"] is False
+
+
+def test_tls_verification_failure_is_502_with_advice(client, tls_body):
+    response = client.post("/mlflow/experiments", json=tls_body(insecure_tls=False))
+    assert response.status_code == 502
+    message = response.get_json()["message"]
+    assert "CERTIFICATE_VERIFY_FAILED" in message and "insecure_tls" in message
+
+
+def test_unreachable_is_502(client):
+    response = client.post("/mlflow/experiments", json={"tracking_uri": "http://127.0.0.1:9"})
+    assert response.status_code == 502
+    assert "Cannot reach MLflow" in response.get_json()["message"]
+
+
+@pytest.fixture
+def silent_server():
+    """Accepts connections (kernel backlog) and never answers."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(16)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+@pytest.mark.parametrize("route", ["/mlflow/experiments", "/mlflow/runs"])
+def test_timeout_is_504_within_budget(client, silent_server, route):
+    started = time.monotonic()
+    response = client.post(route, json={"tracking_uri": silent_server, "http_timeout": 1})
+    assert response.status_code == 504
+    assert time.monotonic() - started < 2
+    assert "http_timeout" in response.get_json()["message"]
+
+
+def test_health_reports_timeout(client, silent_server):
+    body = client.post("/health", json={"tracking_uri": silent_server, "http_timeout": 0.5}).get_json()
+    assert body["status"] == "unhealthy" and body["error_code"] == 504
+
+
+class ScriptedMlflow(http.server.ThreadingHTTPServer):
+    """A stand-in MLflow that answers from a script of (status, body) and records paths."""
+
+    def __init__(self, script):
+        self.script, self.paths = list(script), []
+        super().__init__(("127.0.0.1", 0), ScriptedHandler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def uri(self):
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class ScriptedHandler(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.server.paths.append(self.path)
+        status, body = self.server.script.pop(0) if self.server.script else (200, b"{}")
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def scripted():
+    servers = []
+
+    def make(*script):
+        servers.append(ScriptedMlflow(script))
+        return servers[-1]
+    yield make
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def test_transient_503_and_429_are_retried(client, scripted):
+    ok = b'{"experiments": [{"experiment_id": "1", "name": "e", "lifecycle_stage": "active"}]}'
+    mlflow = scripted((503, b"busy"), (429, b"slow down"), (200, ok))
+    response = client.post("/mlflow/experiments", json={"tracking_uri": mlflow.uri})
+    assert response.status_code == 200
+    assert response.get_json()["total_experiments"] == 1
+    assert len(mlflow.paths) == 3
+
+
+def test_persistent_503_is_502(client, scripted):
+    mlflow = scripted(*[(503, b"down")] * 10)
+    response = client.post("/mlflow/experiments", json={"tracking_uri": mlflow.uri})
+    assert response.status_code == 502
+    assert "503" in response.get_json()["message"]
+    assert len(mlflow.paths) == 3  # MLFLOW_MAX_RETRIES=2
+
+
+@pytest.mark.parametrize("status, body, expected", [
+    (200, b"<html>login page</html>", "not JSON"),
+    (500, b'{"error_code": "INTERNAL_ERROR", "message": "db is locked"}', "db is locked"),
+    (404, b"<html>nginx 404</html>", "404"),
+])
+def test_upstream_misbehaviour_is_502(client, scripted, status, body, expected):
+    mlflow = scripted((status, body))
+    response = client.post("/mlflow/experiments", json={"tracking_uri": mlflow.uri})
+    assert response.status_code == 502
+    assert expected in response.get_json()["message"]
