@@ -55,7 +55,10 @@ def error_payload(error: http.HTTPException):
     if errors:
         payload["errors"] = _flatten_locations(errors)
         payload["message"] = payload["detail"] = _describe(payload["errors"])
-    return payload, error.code, data.get("headers", {})
+    # Keep the exception's own headers (Allow on a 405, Retry-After ...) but not its HTML type.
+    headers = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
+    headers.update(data.get("headers") or {})
+    return payload, error.code, headers
 
 
 def _flatten_locations(errors):

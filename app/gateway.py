@@ -5,6 +5,7 @@ process environment, which threads would share) and the request's deadline.
 It speaks MLflow's REST API with one pooled ``requests.Session`` per process and
 turns every failure into one of the service's HTTP errors.
 """
+import base64
 import json
 import logging
 import math
@@ -39,8 +40,18 @@ class MlflowTarget:
     verify_tls: bool = True
 
     @property
-    def auth(self):
-        return (self.username, self.password) if self.username is not None else None
+    def uses_auth(self) -> bool:
+        return self.username is not None or self.password is not None
+
+    @property
+    def headers(self) -> dict:
+        if not self.uses_auth:
+            return {}
+        # UTF-8 as RFC 7617 and MLflow's server (werkzeug) expect; requests' own basic
+        # auth encodes latin-1 and fails on other characters. A lone username or
+        # password is still sent (MLflow then says 401), never dropped.
+        pair = f"{self.username or ''}:{self.password or ''}".encode()
+        return {"Authorization": "Basic " + base64.b64encode(pair).decode("ascii")}
 
 
 class Deadline:
@@ -126,7 +137,7 @@ class MlflowGateway:
             self.calls += 1
         try:
             return self.session.request(
-                method, url, params=params, json=body, auth=self.target.auth,
+                method, url, params=params, json=body, headers=self.target.headers,
                 verify=self.target.verify_tls, timeout=timeout, allow_redirects=False,
             )
         except requests.exceptions.SSLError as exc:
@@ -216,7 +227,9 @@ def _retry_after(response) -> float:
 
 
 def _as_user(target: MlflowTarget) -> str:
-    return f" of user '{target.username}'" if target.username else " (no credentials were sent)"
+    if not target.uses_auth:
+        return " (no username/password were sent)"
+    return f" of user '{target.username or ''}'"
 
 
 def _error_code(response):

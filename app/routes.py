@@ -32,10 +32,31 @@ def gateway_for(args: dict) -> MlflowGateway:
     )
 
 
+ERROR_MEANINGS = {
+    401: "MLflow rejected the credentials",
+    403: "MLflow denied access to the experiment or run",
+    404: "Experiment or run not found",
+    415: "Body is not JSON",
+    502: "MLflow unreachable, TLS failure, or an MLflow error",
+    504: "http_timeout spent before MLflow answered",
+}
+
+
+def documents_errors(*statuses):
+    """Document these error statuses, all in the one error shape."""
+    def decorate(view):
+        for status in statuses:
+            view = blp.alt_response(status, schema=errors.ErrorSchema,
+                                    description=ERROR_MEANINGS[status])(view)
+        return view
+    return decorate
+
+
 @blp.route("/health")
 class Health(MethodView):
     @blp.arguments(schemas.ConnectionSchema)
     @blp.response(200, schemas.HealthSchema)
+    @documents_errors(415)
     def post(self, args):
         """Check that MLflow answers with these credentials.
 
@@ -49,9 +70,7 @@ class Health(MethodView):
 class Experiments(MethodView):
     @blp.arguments(schemas.ConnectionSchema)
     @blp.response(200, schemas.ExperimentsSchema)
-    @blp.alt_response(401, description="MLflow rejected the credentials")
-    @blp.alt_response(502, description="MLflow unreachable, TLS failure or MLflow error")
-    @blp.alt_response(504, description="http_timeout spent")
+    @documents_errors(401, 403, 415, 502, 504)
     def post(self, args):
         """List all active experiments (every page of MLflow's search)."""
         return service.experiments(gateway_for(args))
@@ -61,11 +80,7 @@ class Experiments(MethodView):
 class Runs(MethodView):
     @blp.arguments(schemas.RunsQuerySchema)
     @blp.response(200, schemas.RunsSchema)
-    @blp.alt_response(401, description="MLflow rejected the credentials")
-    @blp.alt_response(403, description="No permission on the experiment or run")
-    @blp.alt_response(404, description="Experiment or run not found")
-    @blp.alt_response(502, description="MLflow unreachable, TLS failure or MLflow error")
-    @blp.alt_response(504, description="http_timeout spent")
+    @documents_errors(401, 403, 404, 415, 502, 504)
     def post(self, args):
         """Runs with parameters, latest metrics and complete metric histories.
 

@@ -1,39 +1,48 @@
 """Request and response schemas: the JSON contract of the original MLflow Logs API.
 
-Unknown request fields are rejected (marshmallow's default RAISE), so a typo
+Bounds come from ``Config`` (the environment) so that the published OpenAPI spec
+states the same limits the service enforces. Unknown request fields are rejected (marshmallow's default RAISE), so a typo
 such as ``experiment_nme`` is a 422 naming it rather than silently ignored.
 """
-from urllib.parse import urlsplit
-
 import marshmallow as ma
-from flask import current_app
 from marshmallow import fields, validate
 
-
-def _http_uri(value: str):
-    # file:, sqlite:, databricks ... would make this service read its own disk
-    # or credentials; only a remote MLflow over HTTP(S) is allowed.
-    parts = urlsplit(value)
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        raise ma.ValidationError("Must be an http:// or https:// URL of an MLflow server.")
-    if parts.username or parts.password:
-        raise ma.ValidationError("Put credentials in username/password, not in the URL.")
-    if parts.query or parts.fragment:
-        raise ma.ValidationError("Must not have a query string or fragment.")
+from config import Config
 
 
-class IdString(fields.String):
-    """An id that clients send as a string or a bare integer."""
+# Only a remote MLflow over HTTP(S): file:, sqlite:, databricks ... would make this
+# service read its own disk or credentials. The pattern is also published in the
+# OpenAPI spec, so clients and fuzzers see the same rule the service applies.
+HTTP_URI = (r"^[Hh][Tt][Tt][Pp][Ss]?://"             # http:// or https://, any case
+            r"(?:[A-Za-z0-9._~-]+|\[[0-9A-Fa-f:.]+\])"  # host name, IPv4 or [IPv6]; no user@
+            r"(?::[0-9]{1,5})?"                        # port
+            r"(?:/[A-Za-z0-9._~%!$&'()*+,;=:@/-]*)?$")  # RFC 3986 path; no query or fragment
+http_uri = validate.Regexp(
+    HTTP_URI, error="Must be an http:// or https:// URL of an MLflow server, such as "
+                    "https://mlflow.example.com/mlflow-api (no credentials, query or fragment).")
+
+
+class StrictBoolean(fields.Boolean):
+    """JSON true/false only: 0, "yes" or "off" are errors, as the schema says."""
 
     def _deserialize(self, value, attr, data, **kwargs):
-        if isinstance(value, int) and not isinstance(value, bool):
-            value = str(value)
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
+
+
+class StrictFloat(fields.Float):
+    """A JSON number, not a numeric string."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.make_error("invalid", input=value)
         return super()._deserialize(value, attr, data, **kwargs)
 
 
 class ConnectionSchema(ma.Schema):
     tracking_uri = fields.String(
-        required=True, validate=[validate.Length(max=2048), _http_uri],
+        required=True, validate=[validate.Length(max=2048), http_uri],
         metadata={"description": "MLflow server URL (http or https)",
                   "example": "https://mlflow.example.com/mlflow-api"})
     username = fields.String(
@@ -42,47 +51,31 @@ class ConnectionSchema(ma.Schema):
     password = fields.String(
         load_default=None, allow_none=True, load_only=True, validate=validate.Length(max=1024),
         metadata={"description": "MLflow password"})
-    insecure_tls = fields.Boolean(
+    insecure_tls = StrictBoolean(
         load_default=True, metadata={"description": "Skip TLS verification (self-signed certs)"})
-    http_timeout = fields.Float(
-        load_default=15.0, metadata={"description": "Seconds the whole request may take"})
-
-    @ma.validates("http_timeout")
-    def _timeout_in_range(self, value, **_):
-        top = current_app.config["MAX_HTTP_TIMEOUT"]
-        if not 0 < value <= top:
-            raise ma.ValidationError(f"Must be greater than 0 and at most {top:g}.")
-
-    @ma.validates_schema
-    def _credentials_together(self, data, **_):
-        if (data.get("username") is None) != (data.get("password") is None):
-            missing = "password" if data.get("password") is None else "username"
-            raise ma.ValidationError("username and password go together.", missing)
+    http_timeout = StrictFloat(
+        load_default=15.0,
+        validate=validate.Range(min=0.001, max=Config.MAX_HTTP_TIMEOUT),
+        metadata={"description": "Seconds the whole request may take"})
 
 
 class RunsQuerySchema(ConnectionSchema):
     experiment_name = fields.String(
         load_default=None, allow_none=True, validate=validate.Length(min=1, max=500),
         metadata={"description": "Experiment to read runs from"})
-    experiment_id = IdString(
+    experiment_id = fields.String(
         load_default=None, allow_none=True, validate=validate.Length(min=1, max=100),
         metadata={"description": "Experiment to read runs from (by id)"})
     run_id = fields.String(
         load_default=None, allow_none=True, validate=validate.Length(min=1, max=100),
         metadata={"description": "One run, by id"})
     limit = fields.Integer(
-        load_default=10, strict=True,
+        load_default=10, strict=True, validate=validate.Range(min=1, max=Config.MAX_RUNS_LIMIT),
         metadata={"description": "Maximum number of runs (newest first)"})
-    include_metric_history = fields.Boolean(
+    include_metric_history = StrictBoolean(
         load_default=True, metadata={"description": "Include every step of every metric"})
-    include_deleted = fields.Boolean(
+    include_deleted = StrictBoolean(
         load_default=False, metadata={"description": "Also return deleted runs"})
-
-    @ma.validates("limit")
-    def _limit_in_range(self, value, **_):
-        top = current_app.config["MAX_RUNS_LIMIT"]
-        if not 1 <= value <= top:
-            raise ma.ValidationError(f"Must be between 1 and {top}.")
 
 
 # --- responses --------------------------------------------------------------

@@ -11,7 +11,7 @@ EXPERIMENTS_PER_SEARCH = 500
 
 def health(gateway: MlflowGateway) -> dict:
     report = {
-        "authentication": "basic_auth" if gateway.target.username is not None else "none",
+        "authentication": "basic_auth" if gateway.target.uses_auth else "none",
         "ssl_verification": gateway.target.verify_tls,
     }
     try:

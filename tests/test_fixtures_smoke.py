@@ -42,6 +42,7 @@ def test_wrong_password_is_unauthenticated(monkeypatch, mlflow_server):
     assert exc.value.error_code == "UNAUTHENTICATED"
 
 
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
 def test_tls_server(monkeypatch, mlflow_tls_server):
     assert mlflow_tls_server.uri.startswith("https://")
     run_id = mlflow_tls_server.ids["runs"]["finished"]

@@ -122,11 +122,9 @@ def test_by_run_id(client, as_user, mlflow_server):
     assert payload["experiment_name"] == "shared-exp"
 
 
-@pytest.mark.parametrize("as_int", [False, True])
-def test_by_experiment_id(client, as_user, mlflow_server, as_int):
+def test_by_experiment_id(client, as_user, mlflow_server):
     exp_id = mlflow_server.ids["experiments"]["shared-exp"]
-    payload = post_runs(client, as_user(experiment_id=int(exp_id) if as_int else exp_id,
-                                        include_metric_history=False))
+    payload = post_runs(client, as_user(experiment_id=exp_id, include_metric_history=False))
     assert {r["run_name"] for r in payload["runs"]} == SHARED_ACTIVE
 
 
@@ -223,3 +221,11 @@ def test_password_is_never_logged(client, as_user, caplog):
     client.post("/health", json=dict(body, experiment_name=None) | {"tracking_uri": "http://127.0.0.1:9"})
     assert caplog.records  # the requests were logged at all
     assert body["password"] not in caplog.text and "wrong-secret-pw" not in caplog.text
+
+
+def test_non_ascii_credentials_are_sent_as_utf8(client, as_user, mlflow_server):
+    mlflow_server.create_user("zoë", "pässwörd-ünïcode-✓")
+    body = dict(as_user(experiment_name="shared-exp", include_metric_history=False),
+                username="zoë", password="pässwörd-ünïcode-✓")
+    assert post_runs(client, body)["total_runs"] == len(SHARED_ACTIVE)
+    post_runs(client, dict(body, password="pässwörd-ünïcode-✗"), status=401)

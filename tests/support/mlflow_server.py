@@ -11,7 +11,7 @@ experiment ``shared-exp``
   ``running``   RUNNING, no end time; ``train_loss`` = ``RUNNING_TRAIN_LOSS`` (10 points)
   ``empty``     FINISHED, no metrics, no params
   ``deleted``   FINISHED then deleted (lifecycle_stage deleted); ``train_loss`` 1 point
-  ``long``      FINISHED; ``long_metric`` step s = s / 1000, timestamp BASE_TIME_MS + s,
+  ``long``      FINISHED; ``long_metric`` at step s: value s / 1000, timestamp BASE_TIME_MS + s,
                 s in 0..LONG_METRIC_POINTS-1 (more than one 25k get-history page)
   ``failed``    FAILED; ``train_loss`` = ``FAILED_TRAIN_LOSS`` (5 points)
 experiment ``secret-exp``: run ``secret`` FINISHED, ``train_loss`` = ``SECRET_TRAIN_LOSS``
@@ -224,6 +224,8 @@ class MlflowServer:
         ]
         if self.auth:
             cmd += ["--app-name", "basic-auth"]
+        # Over TLS, uvicorn otherwise waits indefinitely for connections clients left open.
+        uvicorn_opts = "--timeout-graceful-shutdown 2"
         if self.tls:
             key = self.data_dir / "key.pem"
             if not self.cert_path.exists():
@@ -235,8 +237,8 @@ class MlflowServer:
                     check=True, capture_output=True,
                 )
             # Both the plain and the basic-auth app are ASGI apps run by uvicorn.
-            cmd += ["--uvicorn-opts", f"--ssl-keyfile {key} --ssl-certfile {self.cert_path}"]
-        return cmd
+            uvicorn_opts += f" --ssl-keyfile {key} --ssl-certfile {self.cert_path}"
+        return cmd + ["--uvicorn-opts", uvicorn_opts]
 
     def _env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
@@ -276,7 +278,7 @@ class MlflowServer:
             if self.proc.poll() is not None:
                 self._fail(f"exited with code {self.proc.returncode}")
             try:
-                if requests.get(f"{self.uri}/health", verify=False, timeout=2).ok:
+                if self.request("GET", "/health", timeout=2).ok:
                     self.startup_seconds = time.monotonic() - t0
                     return self
             except requests.RequestException:
