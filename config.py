@@ -33,6 +33,22 @@ class Config:
     MLFLOW_HISTORY_PAGE_SIZE = _int("MLFLOW_HISTORY_PAGE_SIZE", 25000)
     MLFLOW_SEARCH_PAGE_SIZE = _int("MLFLOW_SEARCH_PAGE_SIZE", 1000)
 
+    # Cache (README "The cache"). REDIS_URL unset -> an in-process cache per worker.
+    REDIS_URL = os.environ.get("REDIS_URL")
+    REDIS_SENTINELS = os.environ.get("REDIS_SENTINELS")          # "host:port,host:port"
+    REDIS_SENTINEL_MASTER = os.environ.get("REDIS_SENTINEL_MASTER", "mymaster")
+    REDIS_CLUSTER = os.environ.get("REDIS_CLUSTER")              # "host:port,host:port"
+    REDIS_PASSWORD = os.environ.get("REDIS_PASSWORD")
+    REDIS_SOCKET_TIMEOUT = _float("REDIS_SOCKET_TIMEOUT", 0.5)  # connect and read, seconds
+    CACHE_RETRY_AFTER = _float("CACHE_RETRY_AFTER", 5)  # seconds to skip a failed cache
+    CACHE_KEY_PREFIX = os.environ.get("CACHE_KEY_PREFIX", "mlflow-logs:v1:")
+    LOCAL_CACHE_MAX_ITEMS = _int("LOCAL_CACHE_MAX_ITEMS", 500)
+    RUN_CACHE_TTL = _int("RUN_CACHE_TTL", 24 * 3600)  # finished runs' histories
+    RUN_LIST_TTL = _int("RUN_LIST_TTL", 10)           # which runs a query selects
+    AUTH_CACHE_TTL = _int("AUTH_CACHE_TTL", 60)       # MLflow's yes to credentials+experiment
+    # Keys the MACs of cached grants and entries; must be the same on every worker and host.
+    SECRET_KEY = os.environ.get("SECRET_KEY")
+
     # OpenAPI / Swagger UI (assets served locally: no CDN on many internal networks)
     API_TITLE = "MLflow Logs API"
     API_VERSION = "1.0.0"

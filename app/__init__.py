@@ -7,7 +7,7 @@ from flask import Flask, send_from_directory
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import routes
-from app.extensions import api
+from app.extensions import api, init_cache
 from app.jsonio import OrjsonProvider
 from config import Config
 
@@ -31,6 +31,7 @@ def create_app(config=None) -> Flask:
 
 def register_extensions(app):
     api.init_app(app)
+    init_cache(app)
 
 
 def register_blueprints(app):

@@ -63,7 +63,7 @@ class Health(MethodView):
         Answers 200 even when MLflow is not accessible: `status` is then
         `unhealthy` and `error` / `error_code` say why.
         """
-        return service.health(gateway_for(args))
+        return service.health(gateway_for(args), current_app.extensions["run_cache"])
 
 
 @blp.route("/mlflow/experiments")
@@ -84,11 +84,18 @@ class Runs(MethodView):
     def post(self, args):
         """Runs with parameters, latest metrics and complete metric histories.
 
+        The `X-Cache` response header says whether MLflow was asked: `HIT` (not
+        at all), `MISS` (nothing came from the cache) or `PARTIAL`. Finished runs
+        are cached; `"refresh": true` ignores the cache for this request.
+
         Select with `run_id`, `experiment_name` or `experiment_id`; when several
         are given they must agree (a run outside the named experiment is 404,
         a name and id of different experiments 422). With none, the newest runs
         across all active experiments. Runs are newest first.
         """
-        result = service.runs(gateway_for(args), args, current_app.config["MLFLOW_CONCURRENCY"])
-        # Skip the marshmallow dump: histories can be millions of points.
-        return current_app.json.response(result)
+        refresh = args.pop("refresh")
+        answer = service.runs(gateway_for(args), args, current_app.extensions["run_cache"],
+                              concurrency=current_app.config["MLFLOW_CONCURRENCY"], refresh=refresh)
+        # Pre-encoded JSON (cached runs are spliced in as stored bytes): no marshmallow dump.
+        return current_app.response_class(answer.body, mimetype="application/json",
+                                          headers={"X-Cache": answer.cache})

@@ -76,9 +76,17 @@ class RunsQuerySchema(ConnectionSchema):
         load_default=True, metadata={"description": "Include every step of every metric"})
     include_deleted = StrictBoolean(
         load_default=False, metadata={"description": "Also return deleted runs"})
+    refresh = StrictBoolean(
+        load_default=False, metadata={"description": "Ask MLflow even if the runs are cached"})
 
 
 # --- responses --------------------------------------------------------------
+
+class CacheStatusSchema(ma.Schema):
+    backend = fields.String(metadata={"description": "RedisCache, RedisSentinelCache, "
+                                                     "RedisClusterCache or SimpleCache"})
+    available = fields.Boolean(metadata={"description": "The cache answered just now"})
+
 
 class HealthSchema(ma.Schema):
     status = fields.String(metadata={"description": "healthy or unhealthy"})
@@ -88,6 +96,7 @@ class HealthSchema(ma.Schema):
     ssl_verification = fields.Boolean()
     error = fields.String(metadata={"description": "Why MLflow is not accessible"})
     error_code = fields.Integer(metadata={"description": "The status /mlflow/* would answer"})
+    cache = fields.Nested(CacheStatusSchema)
 
 
 class ExperimentSchema(ma.Schema):

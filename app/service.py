@@ -1,18 +1,20 @@
-"""What each route does, in terms of the MLflow gateway and the history maths."""
+"""What each route does, in terms of the MLflow gateway, the run cache and the history maths."""
+import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
-from app import errors, history
+import orjson
+
+from app import errors, history, selection
+from app.cache import TERMINAL, RunCache, fingerprint
 from app.gateway import MlflowGateway
 
-# MLflow runs/search takes a list of experiments; keep each call's list (and the
-# SQL IN clause behind it) modest.
-EXPERIMENTS_PER_SEARCH = 500
 
-
-def health(gateway: MlflowGateway) -> dict:
+def health(gateway: MlflowGateway, cache: RunCache) -> dict:
     report = {
         "authentication": "basic_auth" if gateway.target.uses_auth else "none",
         "ssl_verification": gateway.target.verify_tls,
+        "cache": {"backend": cache.kind, "available": cache.ping()},
     }
     try:
         found = len(gateway.search_experiments())
@@ -33,78 +35,138 @@ def experiments(gateway: MlflowGateway) -> dict:
     return {"success": True, "total_experiments": len(found), "experiments": found}
 
 
-def runs(gateway: MlflowGateway, query: dict, concurrency: int) -> dict:
-    experiment = resolve_experiment(gateway, query)
-    selected = select_runs(gateway, query, experiment)
-    if query["run_id"] and experiment is None:
-        experiment = gateway.get_experiment(selected[0]["info"]["experiment_id"])
-    wanted = [(r["info"]["run_id"], k) for r in selected for k in metric_keys(r)]
-    fetched = fetch_histories(gateway, wanted, concurrency) if query["include_metric_history"] else None
-    built = [build_run(run, fetched) for run in selected]
-    histories = sum(len(r["metrics_history"]) for r in built)
-    return {
-        "success": True,
-        "experiment_name": experiment["name"] if experiment else None,
-        "total_runs": len(built),
-        "runs": built,
-        "message": f"Fetched {len(built)} run(s) with {histories} total metric histories",
-    }
+@dataclass
+class RunsAnswer:
+    body: bytes   # the response JSON, assembled from per-run JSON pieces
+    cache: str    # HIT (MLflow not asked), MISS (nothing from cache) or PARTIAL
 
 
-def resolve_experiment(gateway, query):
-    """The experiment named by experiment_name and/or experiment_id (they must agree)."""
-    by_name = by_id = None
-    if query["experiment_name"] is not None:
-        by_name = _not_found_as(gateway.get_experiment_by_name, query["experiment_name"],
-                                f"Experiment '{query['experiment_name']}' not found. "
-                                "POST /mlflow/experiments lists the names you can read.")
-    if query["experiment_id"] is not None:
-        by_id = _not_found_as(gateway.get_experiment, query["experiment_id"],
-                              f"Experiment with id '{query['experiment_id']}' not found.")
-    if by_name and by_id and by_name["experiment_id"] != by_id["experiment_id"]:
-        raise errors.InvalidInput(
-            f"experiment_name '{by_name['name']}' is experiment {by_name['experiment_id']}, "
-            f"not experiment_id {by_id['experiment_id']}; send one of them, or both matching.")
-    experiment = by_name or by_id
-    if experiment and experiment.get("lifecycle_stage") == "deleted" and not query["include_deleted"]:
-        raise errors.NotFound(f"Experiment '{experiment['name']}' is deleted; "
-                              "send include_deleted: true to read it anyway.")
-    return experiment
+def runs(gateway: MlflowGateway, query: dict, cache: RunCache, *, concurrency: int,
+         refresh: bool = False) -> RunsAnswer:
+    listing, listed_from_cache = _listing(gateway, query, cache, refresh)
+    pieces, hits = RunPieces(gateway, cache, concurrency, refresh).build(
+        listing["runs"], query["include_metric_history"])
+    histories = sum(n for _, n in pieces)
+    experiment = listing["experiment"]
+    head = {"success": True, "experiment_name": experiment and experiment["name"],
+            "total_runs": len(pieces)}
+    tail = {"message": f"Fetched {len(pieces)} run(s) with {histories} total metric histories"}
+    body = (orjson.dumps(head)[:-1] + b',"runs":[' + b",".join(p for p, _ in pieces)
+            + b"]," + orjson.dumps(tail)[1:])
+    if gateway.calls == 0:
+        state = "HIT"
+    else:
+        state = "PARTIAL" if listed_from_cache or hits else "MISS"
+    return RunsAnswer(body, state)
 
 
-def select_runs(gateway, query, experiment):
-    """The runs to return: one by run_id, else the newest of the experiment(s)."""
-    view = "ALL" if query["include_deleted"] else "ACTIVE_ONLY"
-    if query["run_id"] is not None:
-        return [_one_run(gateway, query, experiment)]
-    if experiment is not None:
-        return gateway.search_runs([experiment["experiment_id"]], query["limit"], view)
-    # No selector: the most recent runs across all active experiments.
-    ids = [e["experiment_id"] for e in gateway.search_experiments()]
-    found = []
-    for start in range(0, len(ids), EXPERIMENTS_PER_SEARCH):
-        found += gateway.search_runs(ids[start:start + EXPERIMENTS_PER_SEARCH], query["limit"], view)
-    found.sort(key=lambda r: int(r["info"].get("start_time") or 0), reverse=True)
-    return found[:query["limit"]]
+def _listing(gateway, query, cache, refresh):
+    """The query's runs: from the cache (after an auth check) or from MLflow."""
+    key = cache.list_key(gateway.target, query)
+    listing = None if refresh else cache.get_listing(key)
+    if listing is not None:
+        for experiment_id in _experiments_of(listing):
+            _ensure_grant(gateway, cache, experiment_id)
+        return listing, True
+    listing = selection.select(gateway, query)
+    # MLflow just answered these credentials for these experiments (its searches
+    # leave out what the caller may not read).
+    for experiment_id in _experiments_of(listing):
+        cache.record_grant(gateway.target, experiment_id)
+    cache.set_listing(key, listing)
+    return listing, False
 
 
-def _one_run(gateway, query, experiment):
-    run_id = query["run_id"]
-    run = _not_found_as(gateway.get_run, run_id, f"Run '{run_id}' not found.")
-    info = run["info"]
-    if experiment is not None and info["experiment_id"] != experiment["experiment_id"]:
-        raise errors.NotFound(f"Run '{run_id}' is not in experiment '{experiment['name']}' "
-                              f"(it is in experiment {info['experiment_id']}).")
-    if info.get("lifecycle_stage") == "deleted" and not query["include_deleted"]:
-        raise errors.NotFound(f"Run '{run_id}' is deleted; send include_deleted: true to read it.")
-    return run
+def _experiments_of(listing):
+    ids = {run["info"]["experiment_id"] for run in listing["runs"]}
+    if listing["experiment"]:
+        ids.add(listing["experiment"]["experiment_id"])
+    return sorted(ids)
 
 
-def _not_found_as(fetch, key, message):
-    try:
-        return fetch(key)
-    except errors.NotFound:
-        raise errors.NotFound(message) from None
+def _ensure_grant(gateway, cache, experiment_id):
+    """MLflow must have accepted these credentials for this experiment recently."""
+    if not cache.has_grant(gateway.target, experiment_id):
+        gateway.get_experiment(experiment_id)  # 401/403 propagate to the caller
+        cache.record_grant(gateway.target, experiment_id)
+
+
+class RunPieces:
+    """Each selected run as response JSON bytes: from the cache when it is a finished
+    run whose cached copy is current, else built from MLflow (and cached if finished)."""
+
+    WAIT_STEP = 0.05
+
+    def __init__(self, gateway, cache, concurrency, refresh):
+        self.gateway, self.cache = gateway, cache
+        self.concurrency, self.refresh = concurrency, refresh
+
+    def build(self, runs, include_history):
+        """[(run JSON bytes, number of histories)] in ``runs`` order, and the cache hits."""
+        if not include_history:
+            return [_piece(build_run(run)) for run in runs], 0
+        keys = {_id(run): self.cache.run_key(self.gateway.target.uri, _id(run))
+                for run in runs if _terminal(run)}
+        ready = {} if self.refresh else self._cached(runs, keys)
+        hits = len(ready)
+        missing = [run for run in runs if _id(run) not in ready]
+        mine = [run for run in missing if _id(run) not in keys
+                or self.cache.try_lock(keys[_id(run)], self.gateway.deadline.remaining())]
+        mine_ids = {_id(run) for run in mine}
+        others = [run for run in missing if _id(run) not in mine_ids]
+        try:
+            ready.update(self._fetch(mine, keys))
+        finally:
+            for run in mine:
+                if _id(run) in keys:
+                    self.cache.unlock(keys[_id(run)])
+        for run in others:  # another request is fetching these right now
+            ready[_id(run)] = self._wait_for(run, keys[_id(run)]) or self._fetch([run], keys)[_id(run)]
+        return [ready[_id(run)] for run in runs], hits
+
+    def _cached(self, runs, keys):
+        found = self.cache.get_runs(list(keys.values()))
+        ready = {}
+        for run in runs:
+            entry = found.get(keys.get(_id(run)))
+            if entry and entry[0].get("fingerprint") == fingerprint(run):
+                ready[_id(run)] = (entry[1], entry[0]["histories"])
+        return ready
+
+    def _fetch(self, runs, keys):
+        wanted = [(_id(run), key) for run in runs for key in metric_keys(run)]
+        histories = fetch_histories(self.gateway, wanted, self.concurrency)
+        ready = {}
+        for run in runs:
+            piece = _piece(build_run(run, histories))
+            if _id(run) in keys:
+                header = {"status": run["info"]["status"], "fingerprint": fingerprint(run),
+                          "experiment_id": run["info"]["experiment_id"], "histories": piece[1]}
+                self.cache.set_run(keys[_id(run)], header, piece[0])
+            ready[_id(run)] = piece
+        return ready
+
+    def _wait_for(self, run, key):
+        while True:
+            self.gateway.deadline.check()
+            found = self._cached([run], {_id(run): key})
+            if found:
+                return found[_id(run)]
+            if not self.cache.is_locked(key):
+                return None
+            time.sleep(self.WAIT_STEP)
+
+
+def _id(run):
+    return run["info"]["run_id"]
+
+
+def _terminal(run):
+    return run["info"].get("status") in TERMINAL
+
+
+def _piece(run_dict):
+    return orjson.dumps(run_dict), len(run_dict["metrics_history"])
 
 
 def metric_keys(run):
@@ -132,14 +194,10 @@ def build_run(run, histories=None):
     ]
     return {
         "run_id": info["run_id"],
-        "run_name": info.get("run_name") or _tag(data, "mlflow.runName"),
+        "run_name": info.get("run_name"),
         "status": info.get("status"),
         "duration_seconds": history.duration_seconds(info.get("start_time"), info.get("end_time")),
         "parameters": {p["key"]: p.get("value", "") for p in data.get("params", [])},
         "metrics_summary": latest,
         "metrics_history": metrics_history,
     }
-
-
-def _tag(data, key):
-    return next((t.get("value") for t in data.get("tags", []) if t["key"] == key), None)

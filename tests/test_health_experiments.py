@@ -7,7 +7,8 @@ ACTIVE_SEEDED = {"Default", "shared-exp", "secret-exp"}
 def test_health_healthy(client, as_user):
     body = client.post("/health", json=as_user()).get_json()
     assert body == {"status": "healthy", "mlflow_accessible": True, "experiments_found": 3,
-                    "authentication": "basic_auth", "ssl_verification": False}
+                    "authentication": "basic_auth", "ssl_verification": False,
+                    "cache": {"backend": "SimpleCache", "available": True}}
 
 
 def test_health_counts_what_the_user_may_read(client, as_user):

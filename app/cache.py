@@ -1,0 +1,192 @@
+"""The run cache: finished runs' histories in Redis (or in-process), and who may read them.
+
+What is stored, all through flask-caching with a JSON serializer (never pickle):
+
+* ``run:<uri digest>:<run id>`` - a finished run as the exact JSON bytes of the
+  response's run object, behind a one-line header (status, experiment, fingerprint,
+  MAC). TTL ``RUN_CACHE_TTL``: finished runs can still be written to.
+* ``list:<MAC of caller and query>`` - which runs a query selected, with their
+  metadata. TTL ``RUN_LIST_TTL``; per caller, since MLflow filters searches by
+  permission.
+* ``grant:<MAC of uri, username, password, experiment>`` - MLflow accepted these
+  credentials for this experiment. TTL ``AUTH_CACHE_TTL``. A cached run is served
+  only while such a grant exists; no password, nor a plain hash of one, is stored.
+
+MACs use the app's ``SECRET_KEY``, so an entry planted in a shared Redis by anyone
+without the key is never trusted. A cache that fails (Redis down, slow, full of
+garbage) is a miss: the answer comes from MLflow and a warning is logged.
+"""
+import hashlib
+import hmac
+import logging
+import threading
+import time
+from urllib.parse import urlsplit, urlunsplit
+
+import orjson
+from cachelib.serializers import BaseSerializer
+
+log = logging.getLogger(__name__)
+
+TERMINAL = frozenset({"FINISHED", "FAILED", "KILLED"})
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class JsonSerializer(BaseSerializer):
+    """Values are JSON or raw bytes, tagged; anything else read back is a miss."""
+
+    def dumps(self, value, protocol=None) -> bytes:
+        if isinstance(value, bytes):
+            return b"b" + value
+        return b"j" + orjson.dumps(value)
+
+    def loads(self, raw):
+        if raw is None:
+            return None
+        if raw[:1] == b"b":
+            return bytes(raw[1:])
+        if raw[:1] == b"j":
+            try:
+                return orjson.loads(raw[1:])
+            except orjson.JSONDecodeError:
+                pass
+        log.warning("cache: ignoring a value that this service did not write")
+        return None
+
+
+def normalize_uri(uri: str) -> str:
+    """Scheme and host lower-cased, default port and trailing slash dropped."""
+    parts = urlsplit(uri.strip())
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host if parts.port in (None, DEFAULT_PORTS.get(scheme)) else f"{host}:{parts.port}"
+    return urlunsplit((scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+
+def fingerprint(run: dict) -> str:
+    """What must not have changed for a cached copy of ``run`` to still be right."""
+    info, data = run["info"], run.get("data", {})
+    state = [info.get("status"), info.get("end_time"), info.get("lifecycle_stage"),
+             info.get("run_name"),
+             sorted((p["key"], p.get("value")) for p in data.get("params", [])),
+             sorted((m["key"], str(m.get("value")), m.get("step"), m.get("timestamp"))
+                    for m in data.get("metrics", []))]
+    return hashlib.blake2b(orjson.dumps(state), digest_size=16).hexdigest()
+
+
+class RunCache:
+    """The cache as the service sees it; every method survives a broken backend."""
+
+    def __init__(self, backend, *, secret: bytes, run_ttl: int, list_ttl: int, auth_ttl: int,
+                 kind: str, retry_after: float = 5.0):
+        self.backend = backend
+        self.secret = secret
+        self.run_ttl, self.list_ttl, self.auth_ttl = run_ttl, list_ttl, auth_ttl
+        self.kind = kind
+        # After a failed call, skip the cache this long: a dead Redis must not add a
+        # socket timeout to every call of every request.
+        self.retry_after = retry_after
+        self._down_until = 0.0
+        self._lock = threading.Lock()
+
+    # --- keys ------------------------------------------------------------
+
+    def mac(self, *parts) -> str:
+        message = "\0".join("" if p is None else str(p) for p in parts).encode()
+        return hmac.new(self.secret, message, hashlib.sha256).hexdigest()
+
+    @staticmethod
+    def run_key(uri: str, run_id: str) -> str:
+        digest = hashlib.sha256(normalize_uri(uri).encode()).hexdigest()[:32]
+        return f"run:{digest}:{run_id}"
+
+    def grant_key(self, target, experiment_id) -> str:
+        return "grant:" + self.mac(normalize_uri(target.uri), target.username, target.password,
+                                   experiment_id)
+
+    def list_key(self, target, query: dict) -> str:
+        fields = ("experiment_name", "experiment_id", "run_id", "limit", "include_deleted")
+        return "list:" + self.mac(normalize_uri(target.uri), target.username, target.password,
+                                  *(query.get(f) for f in fields))
+
+    # --- backend calls, each one failure-proof -----------------------------
+
+    def _call(self, what, *args, default=None):
+        if time.monotonic() < self._down_until:
+            return default
+        try:
+            return getattr(self.backend, what)(*args)
+        except Exception as exc:  # redis errors, OSError, a full Redis (OOM) ...
+            with self._lock:
+                self._down_until = time.monotonic() + self.retry_after
+            log.warning("cache: %s failed (%s: %s); answering from MLflow",
+                        what, type(exc).__name__, exc)
+            return default
+
+    def ping(self) -> bool:
+        self._down_until = 0.0
+        return bool(self._call("set", "ping", 1, 10)) and self._call("get", "ping") == 1
+
+    # --- grants ----------------------------------------------------------
+
+    def has_grant(self, target, experiment_id) -> bool:
+        return self.auth_ttl > 0 and self._call("get", self.grant_key(target, experiment_id)) == 1
+
+    def record_grant(self, target, experiment_id):
+        if self.auth_ttl > 0:
+            self._call("set", self.grant_key(target, experiment_id), 1, self.auth_ttl)
+
+    # --- query results ---------------------------------------------------
+
+    def get_listing(self, key):
+        return self._call("get", key) if self.list_ttl > 0 else None
+
+    def set_listing(self, key, listing):
+        if self.list_ttl > 0:
+            self._call("set", key, listing, self.list_ttl)
+
+    # --- finished runs ---------------------------------------------------
+
+    def get_runs(self, keys):
+        """{key: (header, run JSON bytes)} for the keys found intact and signed by us."""
+        if not keys:
+            return {}
+        values = self._call("get_many", *keys, default=[None] * len(keys))
+        found = {}
+        for key, value in zip(keys, values):
+            entry = self._unpack(key, value) if isinstance(value, bytes) else None
+            if entry:
+                found[key] = entry
+        return found
+
+    def set_run(self, key, header: dict, run_json: bytes):
+        signed = dict(header, mac=self._value_mac(key, run_json))
+        self._call("set", key, orjson.dumps(signed) + b"\n" + run_json, self.run_ttl)
+
+    def _value_mac(self, key, run_json: bytes) -> str:
+        return self.mac(key, hashlib.sha256(run_json).hexdigest())
+
+    def _unpack(self, key, value: bytes):
+        head, _, run_json = value.partition(b"\n")
+        try:
+            header = orjson.loads(head)
+            mac = header.pop("mac")
+        except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError):
+            mac = None
+        if not isinstance(mac, str) or not hmac.compare_digest(mac, self._value_mac(key, run_json)):
+            log.warning("cache: ignoring run entry %s that this service did not write", key)
+            return None
+        return header, run_json
+
+    # --- single flight ---------------------------------------------------
+
+    def try_lock(self, key, seconds: float) -> bool:
+        """True if this request should fetch ``key``; True too when the cache is down."""
+        return self._call("add", "lock:" + key, 1, max(1, int(seconds)), default=True)
+
+    def unlock(self, key):
+        self._call("delete", "lock:" + key)
+
+    def is_locked(self, key) -> bool:
+        return bool(self._call("has", "lock:" + key, default=False))

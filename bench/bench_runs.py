@@ -1,0 +1,408 @@
+"""Benchmark POST /mlflow/runs against the naive MlflowClient loop, on loopback only.
+
+    .venv/bin/python bench/bench_runs.py [--repeats N] [--baseline-repeats M]
+                                         [--cold-repeats K] [--out bench/out/bench_runs.json]
+
+One run seeds an sqlite MLflow store (experiment ``bench-exp``: 10 finished runs x 20
+metrics x 1,000 steps), serves it with a real basic-auth MLflow server behind a counting
+proxy, starts a private redis-server and our service under gunicorn, then times:
+
+  baseline  MlflowClient: search_runs, then get_metric_history per run and metric
+  cold      POST /mlflow/runs after FLUSHALL (nothing cached)
+  warm      the same request again, cache filled
+  floor     one MGET of the run values the service cached (``SCAN MATCH *run:*``)
+
+Every authenticated MLflow call costs the server ~0.2-0.4 s of password hashing (the
+auth cache stays off), so the number of MLflow requests is what the timings reflect.
+See bench/README.md for the targets.
+"""
+import argparse
+import contextlib
+import json
+import os
+import secrets
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import redis  # noqa: E402
+import requests  # noqa: E402
+
+from tests.support.mlflow_server import (  # noqa: E402
+    BASE_TIME_MS, LONG_METRIC_BATCH, MlflowServer, _client, free_port,
+)
+from tests.support.proxy import MlflowProxy  # noqa: E402
+
+EXPERIMENT = "bench-exp"
+RUNS, METRICS, STEPS = 10, 20, 1000
+METRIC_KEYS = [f"metric_{i:02d}" for i in range(METRICS)]
+LOOPBACK = "127.0.0.1"
+STARTUP_TIMEOUT = 60.0
+REQUEST_TIMEOUT = 330  # above the http_timeout (300 s) the service is given
+
+
+class BenchError(RuntimeError):
+    pass
+
+
+# -- setup --------------------------------------------------------------------------
+
+
+def isolate_environment():
+    """Keep every byte on loopback: no HTTP proxies, no MLflow telemetry."""
+    os.environ["NO_PROXY"] = os.environ["no_proxy"] = f"{LOOPBACK},localhost"
+    # The MLflow server launcher drops MLFLOW_* variables, not DO_NOT_TRACK.
+    os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    os.environ["DO_NOT_TRACK"] = "true"
+
+
+def seed(db_uri: str) -> str:
+    """Write bench-exp straight into the sqlite store; return its experiment id."""
+    from mlflow.entities import Metric
+
+    client, root = _client(db_uri, None)
+    exp_id = client.create_experiment(EXPERIMENT, artifact_location=f"{root}/{EXPERIMENT}")
+    for r in range(RUNS):
+        start = BASE_TIME_MS + r * 3_600_000
+        run_id = client.create_run(exp_id, start_time=start, run_name=f"run-{r:02d}").info.run_id
+        metrics = [Metric(key, (r + 1) * (k + 1) / (step + 1), start + step, step)
+                   for k, key in enumerate(METRIC_KEYS) for step in range(STEPS)]
+        for i in range(0, len(metrics), LONG_METRIC_BATCH):
+            client.log_batch(run_id, metrics=metrics[i:i + LONG_METRIC_BATCH])
+        client.set_terminated(run_id, status="FINISHED", end_time=start + 1_800_000)
+    return exp_id
+
+
+def stop_group(proc: subprocess.Popen):
+    """Stop a process started with start_new_session=True, and all of its group."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(10)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        pass
+    # Children (gunicorn workers) may outlive the leader: sweep the group.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+@contextlib.contextmanager
+def process_group(cmd, log_path: Path, **popen):
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True, **popen)
+    try:
+        yield proc
+    finally:
+        stop_group(proc)
+
+
+def wait_until(ready, proc: subprocess.Popen, log_path: Path, what: str):
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BenchError(f"{what} exited with code {proc.returncode}\n{tail(log_path)}")
+        with contextlib.suppress(Exception):
+            if ready():
+                return
+        time.sleep(0.2)
+    raise BenchError(f"{what} not ready after {STARTUP_TIMEOUT:g} s\n{tail(log_path)}")
+
+
+def tail(path: Path, chars: int = 4000) -> str:
+    return f"--- {path} (tail) ---\n" + path.read_text(errors="replace")[-chars:]
+
+
+@contextlib.contextmanager
+def redis_server(work: Path):
+    port = free_port()
+    log = work / "redis.log"
+    cmd = ["redis-server", "--port", str(port), "--bind", LOOPBACK, "--save", "",
+           "--appendonly", "no", "--dir", str(work)]
+    with process_group(cmd, log) as proc:
+        client = redis.Redis(host=LOOPBACK, port=port)
+        wait_until(client.ping, proc, log, "redis-server")
+        try:
+            yield client, f"redis://{LOOPBACK}:{port}/0"
+        finally:
+            client.close()
+
+
+@contextlib.contextmanager
+def service(work: Path, redis_url: str):
+    """Our service under gunicorn; yields its base URL and log path."""
+    port = free_port()
+    log = work / "gunicorn.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env.update(GUNICORN_BIND=f"{LOOPBACK}:{port}", REDIS_URL=redis_url,
+               SECRET_KEY=secrets.token_hex(32), GUNICORN_WORKERS="2")
+    cmd = [str(REPO / ".venv/bin/gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"]
+    base = f"http://{LOOPBACK}:{port}"
+    with process_group(cmd, log, cwd=REPO, env=env) as proc:
+        # A bogus body is answered 422 without calling MLflow: the app is up.
+        def ready():
+            return requests.post(f"{base}/health", json={"bogus": 1}, timeout=2).status_code == 422
+        wait_until(ready, proc, log, "gunicorn")
+        yield base, log
+
+
+# -- measuring ----------------------------------------------------------------------
+
+
+def measure(label: str, call, repeats: int, proxy: MlflowProxy, before=None) -> dict:
+    """Time ``call`` (returning its response size in bytes) ``repeats`` times."""
+    samples = []
+    for i in range(repeats):
+        if before:
+            before()
+        proxy.reset()
+        t0 = time.perf_counter()
+        size = call()
+        seconds = time.perf_counter() - t0
+        sample = {"seconds": seconds, "mlflow_requests": proxy.count(), "bytes": size}
+        print(f"  {label} #{i + 1}: {seconds:.4f} s, {sample['mlflow_requests']} MLflow "
+              f"requests, {size:,} bytes", flush=True)
+        samples.append(sample)
+    return summarize(samples)
+
+
+def summarize(samples: list[dict]) -> dict:
+    requests_seen = sorted({s["mlflow_requests"] for s in samples})
+    return {
+        "median_seconds": statistics.median(s["seconds"] for s in samples),
+        "mlflow_requests": requests_seen[-1],  # the worst sample: targets are upper bounds
+        "mlflow_requests_seen": requests_seen,
+        "bytes": samples[-1]["bytes"],
+        "samples": samples,
+    }
+
+
+@contextlib.contextmanager
+def mlflow_credentials(username: str, password: str):
+    """The env credentials a naive MlflowClient user sets, for the baseline only."""
+    os.environ.update(MLFLOW_TRACKING_USERNAME=username, MLFLOW_TRACKING_PASSWORD=password)
+    try:
+        yield
+    finally:
+        for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+            os.environ.pop(key, None)
+
+
+@contextlib.contextmanager
+def counting_response_bytes():
+    """Sum the body sizes of the MLflow responses MlflowClient receives."""
+    from mlflow.utils import rest_utils
+
+    original, total = rest_utils.http_request, [0]
+
+    def counting(*args, **kwargs):
+        response = original(*args, **kwargs)
+        total[0] += len(response.content)
+        return response
+
+    # call_endpoint (search_runs, get_metric_history) looks http_request up at call time.
+    rest_utils.http_request = counting
+    try:
+        yield total
+    finally:
+        rest_utils.http_request = original
+
+
+def naive_client_loop(tracking_uri: str, exp_id: str) -> int:
+    """What clients do without our service; returns the MLflow response bytes."""
+    from mlflow.tracking import MlflowClient
+
+    with counting_response_bytes() as received:
+        client = MlflowClient(tracking_uri=tracking_uri)
+        runs = client.search_runs([exp_id])
+        points = sum(len(client.get_metric_history(run.info.run_id, key))
+                     for run in runs for key in sorted(run.data.metrics))
+    expected = RUNS * METRICS * STEPS
+    if len(runs) != RUNS or points != expected:
+        raise BenchError(f"baseline read {len(runs)} runs / {points} points, "
+                         f"expected {RUNS} / {expected}")
+    return received[0]
+
+
+def runs_caller(session: requests.Session, base: str, body: dict, log: Path):
+    def call() -> int:
+        response = session.post(f"{base}/mlflow/runs", json=body, timeout=REQUEST_TIMEOUT)
+        if response.status_code != 200:
+            raise BenchError(f"POST /mlflow/runs answered {response.status_code}: "
+                             f"{response.text[:2000]}\n{tail(log)}")
+        check_runs_payload(response.content)
+        return len(response.content)
+    return call
+
+
+def check_runs_payload(content: bytes):
+    """Fail loudly unless the answer holds 10 runs x 20 metrics x 1000 points."""
+    runs = json.loads(content)["runs"]
+    shape = [(len(run["metrics_history"]),
+              sorted({len(m["history"]) for m in run["metrics_history"]}))
+             for run in runs]
+    if len(runs) != RUNS or any(n != METRICS or points != [STEPS] for n, points in shape):
+        raise BenchError(f"expected {RUNS} runs x {METRICS} metrics x {STEPS} points, got "
+                         f"{len(runs)} runs with (metrics, {{points}}) = {shape}")
+
+
+def redis_floor(cache: redis.Redis, repeats: int) -> dict | None:
+    """Fetch every cached run value in one MGET: the floor a warm request could reach."""
+    keys = sorted(cache.scan_iter(match="*run:*", count=1000))
+    if not keys:
+        print("  raw Redis floor: the cache stored nothing (no key matches *run:*); skipped")
+        return None
+    samples = []
+    for i in range(repeats):
+        t0 = time.perf_counter()
+        values = cache.mget(keys)
+        seconds = time.perf_counter() - t0
+        size = sum(len(v) for v in values if v is not None)
+        print(f"  raw Redis floor #{i + 1}: {seconds:.4f} s, {size:,} bytes", flush=True)
+        samples.append({"seconds": seconds, "mlflow_requests": 0, "bytes": size})
+    missing = sum(v is None for v in values)
+    print(f"  raw Redis floor: {len(keys)} keys, {size:,} bytes in total"
+          + (f" ({missing} keys are not plain strings: MGET skipped them)" if missing else ""))
+    return dict(summarize(samples), keys=len(keys))
+
+
+# -- report -------------------------------------------------------------------------
+
+
+ROWS = [("baseline", "baseline (MlflowClient loop)"), ("cold", "cold (service, empty cache)"),
+        ("warm", "warm (service, cache filled)"), ("redis_floor", "raw Redis floor (MGET)")]
+
+
+def speedups(results: dict) -> dict:
+    baseline = results["baseline"]["median_seconds"]
+    warm, floor = results["warm"]["median_seconds"], results.get("redis_floor")
+    return {
+        "cold_vs_baseline": baseline / results["cold"]["median_seconds"],
+        "warm_vs_baseline": baseline / warm,
+        "warm_over_redis_floor": warm / floor["median_seconds"] if floor else None,
+    }
+
+
+def print_report(results: dict, ratios: dict):
+    baseline = results["baseline"]["median_seconds"]
+    header = ("approach", "MLflow requests", "median seconds", "ratio vs baseline")
+    lines = []
+    for key, label in ROWS:
+        result = results.get(key)
+        if result is None:
+            continue
+        seen = result["mlflow_requests_seen"]
+        reqs = str(seen[0]) if len(seen) == 1 else f"{seen[0]}-{seen[-1]}"
+        lines.append((label, reqs, f"{result['median_seconds']:.4f}",
+                      f"{baseline / result['median_seconds']:,.1f}x faster"))
+    widths = [max(len(row[i]) for row in [header, *lines]) for i in range(len(header))]
+    print()
+    for row in [header, tuple("-" * w for w in widths), *lines]:
+        print(" | ".join(cell.ljust(w) for cell, w in zip(row, widths)))
+    print()
+    print(f"cold speed-up vs baseline: {ratios['cold_vs_baseline']:,.1f}x")
+    print(f"warm speed-up vs baseline: {ratios['warm_vs_baseline']:,.1f}x")
+    floor = ratios["warm_over_redis_floor"]
+    print("warm / raw Redis floor: " + (f"{floor:,.1f}x" if floor else "n/a (cache stored nothing)"))
+
+
+def write_json(path: Path, args, results: dict, ratios: dict):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({
+        "dataset": {"experiment": EXPERIMENT, "runs": RUNS, "metrics_per_run": METRICS,
+                    "steps_per_metric": STEPS},
+        "settings": {"repeats": args.repeats, "baseline_repeats": args.baseline_repeats,
+                     "cold_repeats": args.cold_repeats, "gunicorn_workers": 2},
+        "results": results,
+        "speedups": ratios,
+    }, indent=2) + "\n")
+    print(f"\nwrote {path}")
+
+
+# -- main ---------------------------------------------------------------------------
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=20, help="warm requests (default 20)")
+    parser.add_argument("--baseline-repeats", type=int, default=1,
+                        help="naive client loops, ~1-2 min each (default 1)")
+    parser.add_argument("--cold-repeats", type=int, default=3,
+                        help="cold requests, each after FLUSHALL (default 3)")
+    parser.add_argument("--out", type=Path, default=REPO / "bench/out/bench_runs.json")
+    args = parser.parse_args()
+    if min(args.repeats, args.baseline_repeats, args.cold_repeats) < 1:
+        parser.error("repeat counts must be at least 1")
+    return args
+
+
+def step(message: str):
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def run(args, stack: contextlib.ExitStack) -> dict:
+    work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-runs-")))
+    server = MlflowServer(work / "mlflow", auth=True)
+    server.data_dir.mkdir()
+
+    step(f"seeding {RUNS} runs x {METRICS} metrics x {STEPS} steps into {server.db_uri}")
+    t0 = time.monotonic()
+    exp_id = seed(server.db_uri)
+    step(f"seeded in {time.monotonic() - t0:.1f} s; starting MLflow (basic auth)")
+    stack.enter_context(server)
+    proxy = stack.enter_context(MlflowProxy(server.uri))
+    cache, redis_url = stack.enter_context(redis_server(work))
+    base, log = stack.enter_context(service(work, redis_url))
+    step(f"MLflow {server.uri} (proxy {proxy.uri}), Redis {redis_url}, service {base}")
+
+    username, password = server.admin
+    results = {}
+    step(f"baseline: MlflowClient loop x {args.baseline_repeats}")
+    with mlflow_credentials(username, password):
+        results["baseline"] = measure(
+            "baseline", lambda: naive_client_loop(proxy.uri, exp_id), args.baseline_repeats, proxy)
+
+    session = stack.enter_context(requests.Session())
+    session.trust_env = False
+    call = runs_caller(session, base, {
+        "tracking_uri": proxy.uri, "username": username, "password": password,
+        "experiment_name": EXPERIMENT, "limit": RUNS, "http_timeout": 300,
+    }, log)
+    step(f"cold: POST /mlflow/runs after FLUSHALL x {args.cold_repeats}")
+    results["cold"] = measure("cold", call, args.cold_repeats, proxy, before=cache.flushall)
+    step(f"warm: POST /mlflow/runs again x {args.repeats}")
+    results["warm"] = measure("warm", call, args.repeats, proxy)
+    step(f"raw Redis floor x {args.repeats}")
+    floor = redis_floor(cache, args.repeats)
+    if floor:
+        results["redis_floor"] = floor
+    return results
+
+
+def main():
+    args = parse_args()
+    isolate_environment()
+    # Turn SIGTERM into an exception so the finally blocks stop every process we started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        with contextlib.ExitStack() as stack:
+            results = run(args, stack)
+            step("stopping")
+    except BenchError as exc:
+        sys.exit(f"benchmark failed: {exc}")
+    except KeyboardInterrupt:
+        sys.exit("interrupted; everything started was stopped")
+    ratios = speedups(results)
+    print_report(results, ratios)
+    write_json(args.out, args, results, ratios)
+
+
+if __name__ == "__main__":
+    main()
