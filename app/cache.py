@@ -3,8 +3,8 @@
 What is stored, all through flask-caching with a JSON serializer (never pickle):
 
 * ``run:<uri digest>:<run id>`` - a finished run as the exact JSON bytes of the
-  response's run object, behind a one-line header (status, experiment, fingerprint,
-  MAC). TTL ``RUN_CACHE_TTL``: finished runs can still be written to.
+  response's run object, behind a MAC line and a header line (status, experiment,
+  fingerprint). TTL ``RUN_CACHE_TTL``: finished runs can still be written to.
 * ``list:<MAC of caller and query>`` - which runs a query selected, with their
   metadata. TTL ``RUN_LIST_TTL``; per caller, since MLflow filters searches by
   permission.
@@ -137,47 +137,52 @@ class RunCache:
         if self.auth_ttl > 0:
             self._call("set", self.grant_key(target, experiment_id), 1, self.auth_ttl)
 
+    # --- signed entries --------------------------------------------------
+
+    def _seal(self, key, header: dict, payload: bytes) -> bytes:
+        """``MAC \\n header JSON \\n payload``; the MAC binds all three to ``key``."""
+        head = orjson.dumps(header)
+        return self._mac_of(key, head, payload) + b"\n" + head + b"\n" + payload
+
+    def _open(self, key, value):
+        """(header, payload) of an entry this service sealed, else None (a miss)."""
+        if not isinstance(value, bytes):
+            return None
+        mac, _, rest = value.partition(b"\n")
+        head, _, payload = rest.partition(b"\n")
+        if not hmac.compare_digest(mac, self._mac_of(key, head, payload)):
+            log.warning("cache: ignoring entry %s that this service did not write", key)
+            return None
+        return orjson.loads(head), payload
+
+    def _mac_of(self, key, head, payload) -> bytes:
+        return self.mac(key, head.decode(), hashlib.sha256(payload).hexdigest()).encode()
+
     # --- query results ---------------------------------------------------
 
     def get_listing(self, key):
-        return self._call("get", key) if self.list_ttl > 0 else None
+        if self.list_ttl <= 0:
+            return None
+        entry = self._open(key, self._call("get", key))
+        return orjson.loads(entry[1]) if entry else None
 
     def set_listing(self, key, listing):
         if self.list_ttl > 0:
-            self._call("set", key, listing, self.list_ttl)
+            self._call("set", key, self._seal(key, {}, orjson.dumps(listing)), self.list_ttl)
 
     # --- finished runs ---------------------------------------------------
 
     def get_runs(self, keys):
-        """{key: (header, run JSON bytes)} for the keys found intact and signed by us."""
-        if not keys:
+        """{key: (header, run JSON bytes)} for the keys found intact and sealed by us."""
+        if not keys or self.run_ttl <= 0:
             return {}
         values = self._call("get_many", *keys, default=[None] * len(keys))
-        found = {}
-        for key, value in zip(keys, values):
-            entry = self._unpack(key, value) if isinstance(value, bytes) else None
-            if entry:
-                found[key] = entry
-        return found
+        entries = {key: self._open(key, value) for key, value in zip(keys, values)}
+        return {key: entry for key, entry in entries.items() if entry}
 
     def set_run(self, key, header: dict, run_json: bytes):
-        signed = dict(header, mac=self._value_mac(key, run_json))
-        self._call("set", key, orjson.dumps(signed) + b"\n" + run_json, self.run_ttl)
-
-    def _value_mac(self, key, run_json: bytes) -> str:
-        return self.mac(key, hashlib.sha256(run_json).hexdigest())
-
-    def _unpack(self, key, value: bytes):
-        head, _, run_json = value.partition(b"\n")
-        try:
-            header = orjson.loads(head)
-            mac = header.pop("mac")
-        except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError):
-            mac = None
-        if not isinstance(mac, str) or not hmac.compare_digest(mac, self._value_mac(key, run_json)):
-            log.warning("cache: ignoring run entry %s that this service did not write", key)
-            return None
-        return header, run_json
+        if self.run_ttl > 0:
+            self._call("set", key, self._seal(key, header, run_json), self.run_ttl)
 
     # --- single flight ---------------------------------------------------
 

@@ -157,18 +157,19 @@ def service(work: Path, redis_url: str):
 
 
 def measure(label: str, call, repeats: int, proxy: MlflowProxy, before=None) -> dict:
-    """Time ``call`` (returning its response size in bytes) ``repeats`` times."""
+    """Time ``call`` ``repeats`` times; it returns {"bytes": response size, ...extras}."""
     samples = []
     for i in range(repeats):
         if before:
             before()
         proxy.reset()
         t0 = time.perf_counter()
-        size = call()
+        outcome = call()
         seconds = time.perf_counter() - t0
-        sample = {"seconds": seconds, "mlflow_requests": proxy.count(), "bytes": size}
+        sample = {"seconds": seconds, "mlflow_requests": proxy.count(), **outcome}
+        extras = "".join(f", {k} {v}" for k, v in outcome.items() if k != "bytes")
         print(f"  {label} #{i + 1}: {seconds:.4f} s, {sample['mlflow_requests']} MLflow "
-              f"requests, {size:,} bytes", flush=True)
+              f"requests, {sample['bytes']:,} bytes{extras}", flush=True)
         samples.append(sample)
     return summarize(samples)
 
@@ -215,8 +216,8 @@ def counting_response_bytes():
         rest_utils.http_request = original
 
 
-def naive_client_loop(tracking_uri: str, exp_id: str) -> int:
-    """What clients do without our service; returns the MLflow response bytes."""
+def naive_client_loop(tracking_uri: str, exp_id: str) -> dict:
+    """What clients do without our service; counts the MLflow response bytes."""
     from mlflow.tracking import MlflowClient
 
     with counting_response_bytes() as received:
@@ -228,17 +229,18 @@ def naive_client_loop(tracking_uri: str, exp_id: str) -> int:
     if len(runs) != RUNS or points != expected:
         raise BenchError(f"baseline read {len(runs)} runs / {points} points, "
                          f"expected {RUNS} / {expected}")
-    return received[0]
+    return {"bytes": received[0]}
 
 
 def runs_caller(session: requests.Session, base: str, body: dict, log: Path):
-    def call() -> int:
+    def call() -> dict:
         response = session.post(f"{base}/mlflow/runs", json=body, timeout=REQUEST_TIMEOUT)
         if response.status_code != 200:
             raise BenchError(f"POST /mlflow/runs answered {response.status_code}: "
                              f"{response.text[:2000]}\n{tail(log)}")
         check_runs_payload(response.content)
-        return len(response.content)
+        # The service's own account of whether it asked MLflow (HIT, MISS, ...).
+        return {"bytes": len(response.content), "x_cache": response.headers.get("X-Cache")}
     return call
 
 

@@ -1,4 +1,8 @@
+import os
+import uuid
+
 import pytest
+import redis
 
 from app import create_app
 from tests.conftest_mlflow import *  # noqa: F401,F403  real MLflow servers
@@ -38,3 +42,34 @@ def mlflow_calls(monkeypatch):
 
     monkeypatch.setattr(MlflowGateway, "call", recording)
     return calls
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """TEST_REDIS_URL (set by .ci/run), else a private redis-server for this session."""
+    url = os.environ.get("TEST_REDIS_URL")
+    if url:
+        yield url
+        return
+    from tests.support.redis_server import RedisServer
+    with RedisServer() as server:
+        yield server.url
+
+
+@pytest.fixture
+def redis_prefix(redis_url):
+    """A key prefix of this test's own; its keys are removed afterwards."""
+    prefix = f"test-{uuid.uuid4().hex[:12]}:"
+    yield prefix
+    client = redis.Redis.from_url(redis_url)
+    for key in client.scan_iter(match=prefix + "*"):
+        client.delete(key)
+
+
+@pytest.fixture
+def cached_app(redis_url, redis_prefix):
+    """An app caching in the tests' Redis; pass overrides with ``cached_app(**config)``."""
+    def make(**config):
+        return create_app({"TESTING": True, "REDIS_URL": redis_url, "SECRET_KEY": "test-secret",
+                           "CACHE_KEY_PREFIX": redis_prefix, **config})
+    return make
