@@ -391,8 +391,8 @@ def run(args, stack: contextlib.ExitStack) -> dict:
 def main():
     args = parse_args()
     isolate_environment()
-    # Turn SIGTERM into an exception so the finally blocks stop every process we started.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    # SIGTERM unwinds like Ctrl-C, so the finally blocks stop every process we started.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         with contextlib.ExitStack() as stack:
             results = run(args, stack)

@@ -18,14 +18,17 @@ def client(app):
     return app.test_client()
 
 
-@pytest.fixture(scope="session")
+def user_body(server, user="admin", **fields):
+    """Request body for ``user`` (admin, alice, bob) against a basic-auth ``server``."""
+    password = server.admin[1] if user == "admin" else server.users[user]
+    return {"tracking_uri": server.uri, "username": user, "password": password,
+            "http_timeout": 60, **fields}
+
+
+@pytest.fixture
 def as_user(mlflow_server):
-    """Request body for ``user`` (admin, alice, bob) against the basic-auth server."""
-    def body(user="admin", **fields):
-        password = mlflow_server.admin[1] if user == "admin" else mlflow_server.users[user]
-        return {"tracking_uri": mlflow_server.uri, "username": user, "password": password,
-                "http_timeout": 60, **fields}
-    return body
+    """``user_body`` for the module's ``mlflow_server``."""
+    return lambda user="admin", **fields: user_body(mlflow_server, user, **fields)
 
 
 @pytest.fixture

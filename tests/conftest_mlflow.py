@@ -18,6 +18,7 @@ __all__ = [
     "mlflow_server",
     "mlflow_tls_server",
     "mlflow_noauth_server",
+    "mlflow_scratch_server",
 ]
 
 USERS = {"alice": "alice-password-1", "bob": "bob-password-12"}
@@ -44,14 +45,29 @@ def mlflow_data_dir(tmp_path_factory, _mlflow_seeded_db):
     return _data_dir(tmp_path_factory, "mlflow-data", _mlflow_seeded_db)
 
 
+def _auth_server(data):
+    """Basic-auth server over HTTP; alice is denied ``secret-exp``, bob has default READ."""
+    server = MlflowServer(data.path, auth=True, ids=data.ids).start()
+    for user, password in USERS.items():
+        server.create_user(user, password)
+    server.grant("alice", server.ids["experiments"]["secret-exp"], "NO_PERMISSION")
+    return server
+
+
 @pytest.fixture(scope="session")
 def mlflow_server(mlflow_data_dir):
-    """Basic-auth server over HTTP; alice is denied ``secret-exp``, bob has default READ."""
-    with MlflowServer(mlflow_data_dir.path, auth=True, ids=mlflow_data_dir.ids) as server:
-        for user, password in USERS.items():
-            server.create_user(user, password)
-        server.grant("alice", server.ids["experiments"]["secret-exp"], "NO_PERMISSION")
-        yield server
+    """The seeded basic-auth server; tests only read from it."""
+    server = _auth_server(mlflow_data_dir)
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def mlflow_scratch_server(tmp_path_factory, _mlflow_seeded_db):
+    """Like ``mlflow_server`` (own copy of the data), for tests that write to MLflow."""
+    server = _auth_server(_data_dir(tmp_path_factory, "mlflow-scratch", _mlflow_seeded_db))
+    yield server
+    server.close()
 
 
 @pytest.fixture(scope="session")

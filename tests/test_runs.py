@@ -5,6 +5,7 @@ import math
 import pytest
 from mlflow.tracking import MlflowClient
 
+from tests.conftest import user_body
 from tests.support import mlflow_server as seed
 
 SHARED_ACTIVE = {"finished", "running", "empty", "long", "failed"}
@@ -34,8 +35,8 @@ def run_by_name(payload, name):
 
 
 @pytest.fixture(scope="module")
-def shared_runs(app_module_client, as_user):
-    return post_runs(app_module_client, as_user(experiment_name="shared-exp"))
+def shared_runs(app_module_client, mlflow_server):
+    return post_runs(app_module_client, user_body(mlflow_server, experiment_name="shared-exp"))
 
 
 @pytest.fixture(scope="module")
