@@ -1,11 +1,11 @@
 """What each route does, in terms of the MLflow gateway, the run cache and the history maths."""
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import orjson
 
 from app import errors, history, selection
+from app.fetch import fetch_histories
 from app.cache import TERMINAL, RunCache, fingerprint
 from app.gateway import MlflowGateway
 
@@ -171,17 +171,6 @@ def _piece(run_dict):
 
 def metric_keys(run):
     return sorted({m["key"] for m in run.get("data", {}).get("metrics", [])})
-
-
-def fetch_histories(gateway, wanted, concurrency):
-    """{(run_id, key): raw points} for every pair, ``concurrency`` MLflow calls at a time."""
-    pool = ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(wanted))))
-    try:
-        futures = [pool.submit(gateway.get_metric_history, run_id, key) for run_id, key in wanted]
-        return {pair: future.result() for pair, future in zip(wanted, futures)}
-    finally:
-        # On the first failure, drop the calls not yet started: the answer is an error anyway.
-        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def build_run(run, histories=None):

@@ -16,6 +16,9 @@ experiment ``shared-exp``
   ``failed``    FAILED; ``train_loss`` = ``FAILED_TRAIN_LOSS`` (5 points)
 experiment ``secret-exp``: run ``secret`` FINISHED, ``train_loss`` = ``SECRET_TRAIN_LOSS``
 experiment ``deleted-exp``: deleted, no runs
+experiment ``cap-exp``: runs ``cap-a``, ``cap-b``, ``cap-c`` (FINISHED), each with metric ``m``
+  of CAP_RUN_POINTS points (30,000 together: over the bulk endpoint's 25,000 cap) and
+  ``val/acc`` of 3 points
 
 The sqlite store cannot hold infinities: +/-Inf come back from MLflow as
 +/-sys.float_info.max (see ``NAN_METRIC_AS_STORED``); NaN round-trips as NaN.
@@ -80,6 +83,10 @@ DELETED_TRAIN_LOSS = _points([(0, 0.5)])
 FAILED_TRAIN_LOSS = _points((s, 1 / (s + 1)) for s in range(5))
 SECRET_TRAIN_LOSS = _points((s, 1 / (s + 1)) for s in range(3))
 LONG_METRIC_POINTS = 26_234
+# Three runs whose metric "m" together exceeds the bulk endpoint's 25,000-point cap.
+CAP_RUN_POINTS = 10_000
+CAP_RUNS = {name: [Point(s, offset + s / 1000, BASE_TIME_MS + s) for s in range(CAP_RUN_POINTS)]
+            for name, offset in (("cap-a", 0.0), ("cap-b", 100.0), ("cap-c", 200.0))}
 LONG_METRIC_BATCH = 1000  # MLflow's log_batch limit on metrics per call
 
 ADMIN_USER = "admin"
@@ -147,6 +154,9 @@ def seed_store(db_uri: str, artifact_root: str | None = None) -> dict:
     run("shared-exp", "long", "FINISHED", {"long_metric": long_points})
     run("shared-exp", "failed", "FAILED", {"train_loss": FAILED_TRAIN_LOSS})
     run("secret-exp", "secret", "FINISHED", {"train_loss": SECRET_TRAIN_LOSS})
+    exps["cap-exp"] = client.create_experiment("cap-exp", artifact_location=f"{root}/cap-exp")
+    for name, points in CAP_RUNS.items():
+        run("cap-exp", name, "FINISHED", {"m": points, "val/acc": points[:3]})
     return {"experiments": exps, "runs": runs}
 
 

@@ -1,7 +1,7 @@
 """A reverse proxy in front of a real MLflow server that records every request.
 
 Tests and benchmarks use it to count the calls the service makes to MLflow, and to
-play the parts of a misbehaving network: routes a proxy does not forward (404),
+play the parts of a misbehaving network: routes a proxy does not forward (404, 403),
 a slow upstream (delay), or MLflow going away.
 """
 import http.server
@@ -21,7 +21,7 @@ class MlflowProxy:
         self.upstream = upstream.rstrip("/")
         self.verify = verify
         self.paths: list[str] = []          # "GET /api/2.0/mlflow/runs/get?..." in order
-        self.blocked_prefixes: tuple = ()   # answered 404 without forwarding
+        self.refuse: dict[str, int] = {}    # path prefix -> status answered without forwarding
         self.delay = 0.0                    # seconds before forwarding each request
         self._lock = threading.Lock()
         self._session = requests.Session()
@@ -64,8 +64,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         proxy._record(f"{self.command} {self.path}")
         if proxy.delay:
             time.sleep(proxy.delay)
-        if self.path.startswith(proxy.blocked_prefixes):
-            return self._reply(404, {"Content-Type": "text/html"}, b"<html>404 Not Found</html>")
+        refused = next((status for prefix, status in proxy.refuse.items()
+                        if self.path.startswith(prefix)), None)
+        if refused:
+            return self._reply(refused, {"Content-Type": "text/html"},
+                               f"<html>{refused} from the proxy</html>".encode())
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
         try:
             upstream = proxy._session.request(
