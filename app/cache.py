@@ -28,6 +28,7 @@ from cachelib.serializers import BaseSerializer
 
 log = logging.getLogger(__name__)
 
+HEADER_MAX = 4096  # bytes: an entry's MAC and header lines are far shorter
 TERMINAL = frozenset({"FINISHED", "FAILED", "KILLED"})
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -44,7 +45,7 @@ class JsonSerializer(BaseSerializer):
         if raw is None:
             return None
         if raw[:1] == b"b":
-            return bytes(raw[1:])
+            return memoryview(raw)[1:]  # histories can be megabytes: no copy
         if raw[:1] == b"j":
             try:
                 return orjson.loads(raw[1:])
@@ -145,12 +146,14 @@ class RunCache:
         return self._mac_of(key, head, payload) + b"\n" + head + b"\n" + payload
 
     def _open(self, key, value):
-        """(header, payload) of an entry this service sealed, else None (a miss)."""
-        if not isinstance(value, bytes):
+        """(header, payload view) of an entry this service sealed, else None (a miss)."""
+        if not isinstance(value, memoryview):
             return None
-        mac, _, rest = value.partition(b"\n")
-        head, _, payload = rest.partition(b"\n")
-        if not hmac.compare_digest(mac, self._mac_of(key, head, payload)):
+        prefix = bytes(value[:HEADER_MAX])  # MAC and header lines, without copying the payload
+        mac_end = prefix.find(b"\n")
+        head_end = prefix.find(b"\n", mac_end + 1)
+        mac, head, payload = prefix[:mac_end], prefix[mac_end + 1:head_end], value[head_end + 1:]
+        if mac_end < 0 or head_end < 0 or not hmac.compare_digest(mac, self._mac_of(key, head, payload)):
             log.warning("cache: ignoring entry %s that this service did not write", key)
             return None
         return orjson.loads(head), payload

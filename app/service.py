@@ -37,7 +37,8 @@ def experiments(gateway: MlflowGateway) -> dict:
 
 @dataclass
 class RunsAnswer:
-    body: bytes   # the response JSON, assembled from per-run JSON pieces
+    chunks: list  # the response JSON in pieces (cached runs as stored): written, never joined
+    length: int
     cache: str    # HIT (MLflow not asked), MISS (nothing from cache) or PARTIAL
 
 
@@ -51,13 +52,15 @@ def runs(gateway: MlflowGateway, query: dict, cache: RunCache, *, concurrency: i
     head = {"success": True, "experiment_name": experiment and experiment["name"],
             "total_runs": len(pieces)}
     tail = {"message": f"Fetched {len(pieces)} run(s) with {histories} total metric histories"}
-    body = (orjson.dumps(head)[:-1] + b',"runs":[' + b",".join(p for p, _ in pieces)
-            + b"]," + orjson.dumps(tail)[1:])
+    chunks = [orjson.dumps(head)[:-1] + b',"runs":[']
+    for i, (piece, _) in enumerate(pieces):
+        chunks += [b",", piece] if i else [piece]
+    chunks.append(b"]," + orjson.dumps(tail)[1:])
     if gateway.calls == 0:
         state = "HIT"
     else:
         state = "PARTIAL" if listed_from_cache or hits else "MISS"
-    return RunsAnswer(body, state)
+    return RunsAnswer(chunks, sum(len(c) for c in chunks), state)
 
 
 def _listing(gateway, query, cache, refresh):
@@ -115,7 +118,11 @@ class RunPieces:
         mine_ids = {_id(run) for run in mine}
         others = [run for run in missing if _id(run) not in mine_ids]
         try:
-            ready.update(self._fetch(mine, keys))
+            if not self.refresh:  # another request may have stored it since we looked
+                late = self._cached([run for run in mine if _id(run) in keys], keys)
+                ready.update(late)
+                hits += len(late)
+            ready.update(self._fetch([run for run in mine if _id(run) not in ready], keys))
         finally:
             for run in mine:
                 if _id(run) in keys:
