@@ -8,11 +8,14 @@ the paged get-history, which is always complete.
 """
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
+from app import history
 from app.gateway import BULK_MAX_RUNS, Declined
+
+EMPTY = history.from_records([])
 
 
 def fetch_histories(gateway, wanted, concurrency):
-    """{(run_id, key): raw points} for every (run_id, key) pair in ``wanted``."""
+    """{(run_id, key): history.Series} for every (run_id, key) pair in ``wanted``."""
     by_key = {}
     for run_id, key in wanted:
         by_key.setdefault(key, []).append(run_id)
@@ -67,5 +70,5 @@ class _Fetcher:
             by_run, complete = {}, set()
         for run_id in ids:
             if run_id in complete:
-                self.found[(run_id, key)] = by_run.get(run_id, [])
+                self.found[(run_id, key)] = by_run.get(run_id, EMPTY)
         self._submit_runs(key, [run_id for run_id in ids if run_id not in complete])

@@ -18,7 +18,7 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
-from app import errors
+from app import errors, history
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +196,8 @@ class MlflowGateway:
     def search_experiments(self, view_type="ACTIVE_ONLY"):
         """Every experiment, across as many pages as MLflow needs."""
         body = {"max_results": self.search_page_size, "view_type": view_type}
-        return self._pages("POST", f"{API}/experiments/search", "experiments", body)
+        pages = self._pages("POST", f"{API}/experiments/search", "experiments", body)
+        return [experiment for page in pages for experiment in page]
 
     def get_experiment(self, experiment_id: str):
         data = self.call("GET", f"{API}/experiments/get", params={"experiment_id": experiment_id})
@@ -213,12 +214,13 @@ class MlflowGateway:
         """Up to ``limit`` runs, newest first, paging as MLflow requires."""
         body = {"experiment_ids": list(experiment_ids), "run_view_type": view_type,
                 "order_by": ["attributes.start_time DESC"]}
-        return self._pages("POST", f"{API}/runs/search", "runs", body, limit=limit)
+        pages = self._pages("POST", f"{API}/runs/search", "runs", body, limit=limit)
+        return [run for page in pages for run in page]
 
     def get_metric_history_bulk(self, run_ids, key: str):
         """One metric of up to 100 runs in one call: MLflow's ajax bulk endpoint.
 
-        Returns (points by run id, complete): the endpoint caps the *total* at
+        Returns (Series by run id, complete run ids): the endpoint caps the *total* at
         25,000 points without a page token, so when the cap is hit only the runs
         ordered before the last one returned are known to be complete. Raises
         ``Declined`` on 403/404/405 (a forbidden or unknown run, or a server or
@@ -227,9 +229,10 @@ class MlflowGateway:
         params = {"run_id": list(run_ids), "metric_key": key, "max_results": BULK_MAX_POINTS}
         data = self.call("GET", BULK_HISTORY, params=params, decline=(403, 404, 405))
         points = data.get("metrics", [])
-        by_run = {run_id: [] for run_id in run_ids}
+        records = {run_id: [] for run_id in run_ids}
         for point in points:
-            by_run.setdefault(point.get("run_id"), []).append(point)
+            records.setdefault(point.get("run_id"), []).append(point)
+        by_run = {run_id: history.from_records(found) for run_id, found in records.items()}
         if len(points) < BULK_MAX_POINTS:
             return by_run, set(run_ids)
         returned = [p.get("run_id") for p in points]
@@ -239,23 +242,29 @@ class MlflowGateway:
         return by_run, {run_id for run_id in run_ids if run_id < last}
 
     def get_metric_history(self, run_id: str, key: str):
-        """Every point of one metric, following MLflow's page tokens."""
+        """Every point of one metric, following MLflow's page tokens, as a Series.
+
+        Each page becomes compact columns before the next is fetched.
+        """
         params = {"run_id": run_id, "metric_key": key, "max_results": self.history_page_size}
-        return self._pages("GET", f"{API}/metrics/get-history", "metrics", params)
+        pages = self._pages("GET", f"{API}/metrics/get-history", "metrics", params)
+        return history.concat(history.from_records(page) for page in pages)
 
     def _pages(self, method, endpoint, items_key, request, *, limit=None):
-        """Follow ``next_page_token`` until MLflow has no more (or ``limit`` items)."""
-        items, token = [], None
+        """Yield each page's items, following ``next_page_token`` (until ``limit`` items)."""
+        seen, token = 0, None
         while True:
             page = dict(request, page_token=token) if token else dict(request)
             if limit is not None:
-                page["max_results"] = min(limit - len(items), self.search_page_size)
+                page["max_results"] = min(limit - seen, self.search_page_size)
             where = {"params": page} if method == "GET" else {"body": page}
             data = self.call(method, endpoint, **where)
-            items.extend(data.get(items_key, []))
+            items = data.get(items_key, [])
+            yield items
+            seen += len(items)
             token = data.get("next_page_token")
-            if not token or (limit is not None and len(items) >= limit):
-                return items
+            if not token or (limit is not None and seen >= limit):
+                return
 
 
 def _retry_after(response, default: float) -> float:

@@ -37,8 +37,7 @@ def experiments(gateway: MlflowGateway) -> dict:
 
 @dataclass
 class RunsAnswer:
-    chunks: list  # the response JSON in pieces (cached runs as stored): written, never joined
-    length: int
+    body: bytes   # the response JSON, with cached runs copied in as stored
     cache: str    # HIT (MLflow not asked), MISS (nothing from cache) or PARTIAL
 
 
@@ -60,7 +59,8 @@ def runs(gateway: MlflowGateway, query: dict, cache: RunCache, *, concurrency: i
         state = "HIT"
     else:
         state = "PARTIAL" if listed_from_cache or hits else "MISS"
-    return RunsAnswer(chunks, sum(len(c) for c in chunks), state)
+    # One join: WSGI servers (gunicorn) write bytes, not the cache's memoryviews.
+    return RunsAnswer(b"".join(chunks), state)
 
 
 def _listing(gateway, query, cache, refresh):
@@ -185,7 +185,7 @@ def build_run(run, histories=None):
     info, data = run["info"], run.get("data", {})
     latest = {m["key"]: history.finite_or_none(m.get("value")) for m in data.get("metrics", [])}
     metrics_history = [] if histories is None else [
-        history.summarize(key, history.normalize(histories[(info["run_id"], key)]))
+        history.summarize(key, histories[(info["run_id"], key)])
         for key in metric_keys(run)
     ]
     return {

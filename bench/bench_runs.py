@@ -20,10 +20,8 @@ import argparse
 import contextlib
 import json
 import os
-import secrets
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +33,10 @@ sys.path.insert(0, str(REPO))
 import redis  # noqa: E402
 import requests  # noqa: E402
 
+from bench.common import (  # noqa: E402
+    LOOPBACK, REQUEST_TIMEOUT, BenchError, isolate_environment, process_group, service, step,
+    tail, wait_until,
+)
 from tests.support.mlflow_server import (  # noqa: E402
     BASE_TIME_MS, LONG_METRIC_BATCH, MlflowServer, _client, free_port,
 )
@@ -43,24 +45,9 @@ from tests.support.proxy import MlflowProxy  # noqa: E402
 EXPERIMENT = "bench-exp"
 RUNS, METRICS, STEPS = 10, 20, 1000
 METRIC_KEYS = [f"metric_{i:02d}" for i in range(METRICS)]
-LOOPBACK = "127.0.0.1"
-STARTUP_TIMEOUT = 60.0
-REQUEST_TIMEOUT = 330  # above the http_timeout (300 s) the service is given
-
-
-class BenchError(RuntimeError):
-    pass
 
 
 # -- setup --------------------------------------------------------------------------
-
-
-def isolate_environment():
-    """Keep every byte on loopback: no HTTP proxies, no MLflow telemetry."""
-    os.environ["NO_PROXY"] = os.environ["no_proxy"] = f"{LOOPBACK},localhost"
-    # The MLflow server launcher drops MLFLOW_* variables, not DO_NOT_TRACK.
-    os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
-    os.environ["DO_NOT_TRACK"] = "true"
 
 
 def seed(db_uri: str) -> str:
@@ -80,46 +67,6 @@ def seed(db_uri: str) -> str:
     return exp_id
 
 
-def stop_group(proc: subprocess.Popen):
-    """Stop a process started with start_new_session=True, and all of its group."""
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(10)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        pass
-    # Children (gunicorn workers) may outlive the leader: sweep the group.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-
-
-@contextlib.contextmanager
-def process_group(cmd, log_path: Path, **popen):
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True, **popen)
-    try:
-        yield proc
-    finally:
-        stop_group(proc)
-
-
-def wait_until(ready, proc: subprocess.Popen, log_path: Path, what: str):
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise BenchError(f"{what} exited with code {proc.returncode}\n{tail(log_path)}")
-        with contextlib.suppress(Exception):
-            if ready():
-                return
-        time.sleep(0.2)
-    raise BenchError(f"{what} not ready after {STARTUP_TIMEOUT:g} s\n{tail(log_path)}")
-
-
-def tail(path: Path, chars: int = 4000) -> str:
-    return f"--- {path} (tail) ---\n" + path.read_text(errors="replace")[-chars:]
-
-
 @contextlib.contextmanager
 def redis_server(work: Path):
     port = free_port()
@@ -133,24 +80,6 @@ def redis_server(work: Path):
             yield client, f"redis://{LOOPBACK}:{port}/0"
         finally:
             client.close()
-
-
-@contextlib.contextmanager
-def service(work: Path, redis_url: str):
-    """Our service under gunicorn; yields its base URL and log path."""
-    port = free_port()
-    log = work / "gunicorn.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env.update(GUNICORN_BIND=f"{LOOPBACK}:{port}", REDIS_URL=redis_url,
-               SECRET_KEY=secrets.token_hex(32), GUNICORN_WORKERS="2")
-    cmd = [str(REPO / ".venv/bin/gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"]
-    base = f"http://{LOOPBACK}:{port}"
-    with process_group(cmd, log, cwd=REPO, env=env) as proc:
-        # A bogus body is answered 422 without calling MLflow: the app is up.
-        def ready():
-            return requests.post(f"{base}/health", json={"bogus": 1}, timeout=2).status_code == 422
-        wait_until(ready, proc, log, "gunicorn")
-        yield base, log
 
 
 # -- measuring ----------------------------------------------------------------------
@@ -349,10 +278,6 @@ def parse_args():
     return args
 
 
-def step(message: str):
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
 def run(args, stack: contextlib.ExitStack) -> dict:
     work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-runs-")))
     server = MlflowServer(work / "mlflow", auth=True)
@@ -365,7 +290,7 @@ def run(args, stack: contextlib.ExitStack) -> dict:
     stack.enter_context(server)
     proxy = stack.enter_context(MlflowProxy(server.uri))
     cache, redis_url = stack.enter_context(redis_server(work))
-    base, log = stack.enter_context(service(work, redis_url))
+    base, log, _ = stack.enter_context(service(work, redis_url, workers=2))
     step(f"MLflow {server.uri} (proxy {proxy.uri}), Redis {redis_url}, service {base}")
 
     username, password = server.admin

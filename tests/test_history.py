@@ -1,6 +1,7 @@
 """Unit tests of the pure history maths."""
 import math
 
+import orjson
 import pytest
 from hypothesis import given, strategies as st
 
@@ -16,12 +17,20 @@ def test_finite_or_none(raw, expected):
     assert history.finite_or_none(raw) == expected
 
 
-def test_normalize_orders_by_step_then_timestamp_and_keeps_ties():
+def points(summary):
+    return orjson.loads(bytes(orjson.dumps(summary["history"])))
+
+
+def summarize(records):
+    return history.summarize("m", history.from_records(records))
+
+
+def test_orders_by_step_then_timestamp_and_keeps_ties():
     raw = [{"step": "2", "value": 1, "timestamp": "5"},
            {"step": 1, "value": 2, "timestamp": 9},
            {"step": 1, "value": 3, "timestamp": 7},
            {"step": 1, "value": 4, "timestamp": 7}]
-    assert history.normalize(raw) == [
+    assert points(summarize(raw)) == [
         {"step": 1, "value": 3.0, "timestamp": 7},
         {"step": 1, "value": 4.0, "timestamp": 7},
         {"step": 1, "value": 2.0, "timestamp": 9},
@@ -29,33 +38,44 @@ def test_normalize_orders_by_step_then_timestamp_and_keeps_ties():
     ]
 
 
-def test_summarize_ignores_non_finite_for_min_max_but_reports_last():
-    points = history.normalize([{"step": 0, "value": 1.0, "timestamp": 0},
-                                {"step": 1, "value": "Infinity", "timestamp": 0},
-                                {"step": 2, "value": -3.0, "timestamp": 0},
-                                {"step": 3, "value": "NaN", "timestamp": 0}])
-    summary = history.summarize("m", points)
+def test_non_finite_values_are_null_and_left_out_of_min_max():
+    summary = summarize([{"step": 0, "value": 1.0, "timestamp": 0},
+                         {"step": 1, "value": "Infinity", "timestamp": 0},
+                         {"step": 2, "value": -3.0, "timestamp": 0},
+                         {"step": 3, "value": "NaN", "timestamp": 0}])
     assert (summary["min_value"], summary["max_value"], summary["last_value"]) == (-3.0, 1.0, None)
+    assert [p["value"] for p in points(summary)] == [1.0, None, -3.0, None]
     assert summary["total_points"] == 4
 
 
-def test_summarize_empty_and_all_nan():
-    assert history.summarize("m", [])["min_value"] is None
-    nan_only = history.normalize([{"step": 0, "value": "NaN", "timestamp": 0}])
-    assert history.summarize("m", nan_only)["max_value"] is None
+def test_empty_and_all_nan():
+    assert summarize([])["min_value"] is None and points(summarize([])) == []
+    assert summarize([{"step": 0, "value": "NaN", "timestamp": 0}])["max_value"] is None
+
+
+def test_pages_concatenate():
+    pages = [history.from_records([{"step": i, "value": i, "timestamp": i}]) for i in (3, 1, 2)]
+    assert [p["step"] for p in points(history.summarize("m", history.concat(pages)))] == [1, 2, 3]
+
+
+def test_encoding_crosses_slices(monkeypatch):
+    monkeypatch.setattr(history, "ENCODE_SLICE", 3)
+    raw = [{"step": i, "value": i / 2, "timestamp": 10 * i} for i in range(10)]
+    assert points(summarize(raw)) == [{"step": i, "value": i / 2, "timestamp": 10 * i} for i in range(10)]
 
 
 @given(st.lists(st.tuples(st.integers(-5, 5), st.floats(allow_nan=True, allow_infinity=True),
                           st.integers(0, 10**13)), max_size=50))
 def test_summary_matches_definition(triples):
-    points = history.normalize([{"step": s, "value": v, "timestamp": t} for s, v, t in triples])
-    summary = history.summarize("m", points)
+    summary = summarize([{"step": s, "value": v, "timestamp": t} for s, v, t in triples])
+    got = points(summary)
     finite = [v for _, v, _ in triples if math.isfinite(v)]
-    assert summary["total_points"] == len(triples)
+    assert summary["total_points"] == len(got) == len(triples)
     assert summary["min_value"] == (min(finite) if finite else None)
     assert summary["max_value"] == (max(finite) if finite else None)
-    assert [(p["step"], p["timestamp"]) for p in points] == sorted((s, t) for s, _, t in triples)
-    assert all(p["value"] is None or math.isfinite(p["value"]) for p in points)
+    assert [(p["step"], p["timestamp"]) for p in got] == sorted((s, t) for s, _, t in triples)
+    assert all(p["value"] is None or math.isfinite(p["value"]) for p in got)
+    assert summary["last_value"] == (got[-1]["value"] if got else None)
 
 
 def test_duration():

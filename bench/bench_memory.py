@@ -1,0 +1,545 @@
+"""Memory of POST /mlflow/runs for one run with a 1,000,000-point metric, on loopback only.
+
+    .venv/bin/python bench/bench_memory.py [--points N] [--out bench/out/bench_memory.json]
+                                           [--verify] [--tracemalloc]
+
+One run seeds an sqlite MLflow store (experiment ``memory-exp``, one finished run ``big``
+with one metric ``loss`` of N points, NaN every 100,000 steps), serves it with a real
+basic-auth MLflow server behind a counting proxy, starts our service under gunicorn with
+ONE worker caching in-process (no Redis), then sends the same request twice:
+
+  cold    POST /mlflow/runs {run_id: big}: every point fetched from MLflow (25,000 a page)
+  cached  the same request again: the run's JSON comes from the worker's in-process cache
+
+For each it records the time, the response size (streamed, never held) and the worker's
+VmRSS before, peak RSS (VmHWM) and VmRSS after, from /proc/<worker pid>/status. The target
+(bench/README.md): the worker's peak RSS stays within about 4x the response's JSON size.
+
+``--tracemalloc`` then replays both requests in this process (create_app + Flask test client,
+straight to the same MLflow server: the proxy's buffers would be traced too) under
+tracemalloc, and reports the traced peak and the allocation sites holding the memory
+closest to it. ``--verify`` also reads the seeded history back through
+MlflowClient (slow: about a minute for 1M points).
+"""
+import argparse
+import contextlib
+import gc
+import hashlib
+import json
+import math
+import os
+import signal
+import sqlite3
+import sys
+import tempfile
+import threading
+import time
+import tracemalloc
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import orjson  # noqa: E402
+import requests  # noqa: E402
+
+from bench.common import (  # noqa: E402
+    REQUEST_TIMEOUT, BenchError, isolate_environment, service, step, tail,
+)
+from tests.support.mlflow_server import BASE_TIME_MS, MlflowServer, _client, _db_path  # noqa: E402
+from tests.support.proxy import MlflowProxy  # noqa: E402
+
+EXPERIMENT, RUN_NAME, METRIC = "memory-exp", "big", "loss"
+NAN_EVERY = 100_000       # steps 0, 100000, 200000, ... are NaN
+HISTORY_PAGE = 25_000     # MLflow get-history page the service asks for (its default)
+HTTP_TIMEOUT = 300
+TARGET_PEAK_OVER_JSON = 4.0
+MIB = 1 << 20
+
+
+# -- the data -----------------------------------------------------------------------
+
+
+def value_at(step_: int) -> float:
+    return math.nan if step_ % NAN_EVERY == 0 else 1 / (1 + step_)
+
+
+def timestamp_at(step_: int) -> int:
+    return BASE_TIME_MS + step_
+
+
+def seed(db_uri: str, points: int) -> str:
+    """Write memory-exp/big/loss straight into the sqlite store; return the run id.
+
+    The last point (the latest: highest step) goes through MLflow, which writes the
+    run's ``latest_metrics`` row for it; the other points are one bulk insert into
+    ``metrics``, stored the way MLflow stores them (NaN as value 0 with is_nan 1).
+    """
+    client, root = _client(db_uri, None)
+    exp_id = client.create_experiment(EXPERIMENT, artifact_location=f"{root}/{EXPERIMENT}")
+    run_id = client.create_run(exp_id, start_time=BASE_TIME_MS, run_name=RUN_NAME).info.run_id
+    last = points - 1
+    client.log_metric(run_id, METRIC, value_at(last), timestamp=timestamp_at(last), step=last)
+    rows = ((METRIC, 0.0 if math.isnan(v) else v, timestamp_at(s), run_id, s, int(math.isnan(v)))
+            for s, v in ((s, value_at(s)) for s in range(last)))
+    with contextlib.closing(sqlite3.connect(_db_path(db_uri))) as db:
+        with db:  # one transaction
+            db.executemany("INSERT INTO metrics (key, value, timestamp, run_uuid, step, is_nan)"
+                           " VALUES (?, ?, ?, ?, ?, ?)", rows)
+    client.set_terminated(run_id, status="FINISHED", end_time=timestamp_at(last) + 1000)
+    return run_id
+
+
+def check_store(db_uri: str, run_id: str, points: int):
+    """Cheap: the row count and the latest_metrics row, straight from sqlite."""
+    with contextlib.closing(sqlite3.connect(_db_path(db_uri))) as db:
+        count, nans, lo, hi = db.execute(
+            "SELECT count(*), sum(is_nan), min(step), max(step) FROM metrics"
+            " WHERE run_uuid = ? AND key = ?", (run_id, METRIC)).fetchone()
+        latest = db.execute("SELECT step, timestamp, value, is_nan FROM latest_metrics"
+                            " WHERE run_uuid = ? AND key = ?", (run_id, METRIC)).fetchall()
+    expected_nans = len(range(0, points, NAN_EVERY))
+    last = points - 1
+    want_latest = [(last, timestamp_at(last), 0.0 if math.isnan(value_at(last)) else value_at(last),
+                    int(math.isnan(value_at(last))))]
+    if (count, nans, lo, hi) != (points, expected_nans, 0, last) or latest != want_latest:
+        raise BenchError(f"seeded store holds {count} rows ({nans} NaN, steps {lo}..{hi}), "
+                         f"latest_metrics {latest}; expected {points} rows ({expected_nans} NaN, "
+                         f"steps 0..{last}), latest_metrics {want_latest}")
+
+
+def verify_store(db_uri: str, run_id: str, points: int):
+    """Slow: MLflow itself reads the whole history back."""
+    from mlflow.tracking import MlflowClient
+
+    got = len(MlflowClient(tracking_uri=db_uri).get_metric_history(run_id, METRIC))
+    if got != points:
+        raise BenchError(f"MlflowClient.get_metric_history returned {got} points, expected {points}")
+
+
+# -- the worker's memory ------------------------------------------------------------
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+            if int(stat.read_text().rpartition(")")[2].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+    return sorted(found)
+
+
+def the_worker(master_pid: int, log: Path) -> int:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        workers = children(master_pid)
+        if len(workers) == 1:
+            return workers[0]
+        time.sleep(0.2)
+    raise BenchError(f"gunicorn master {master_pid} has workers {children(master_pid)}, "
+                     f"expected exactly one\n{tail(log)}")
+
+
+def memory(pid: int) -> dict:
+    """VmRSS and VmHWM (peak RSS) of ``pid``, in bytes."""
+    fields = {}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            name, _, rest = line.partition(":")
+            if name in ("VmRSS", "VmHWM"):
+                fields[name] = int(rest.split()[0]) * 1024  # reported in kB
+    except FileNotFoundError:
+        raise BenchError(f"the gunicorn worker {pid} is gone (killed, out of memory?)") from None
+    return fields
+
+
+def reset_peak(pid: int) -> bool:
+    """Reset VmHWM to the current RSS (Linux >= 4.0), so the next read is this request's peak."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+# -- one request --------------------------------------------------------------------
+
+
+def post_runs(session: requests.Session, base: str, body: dict, sink: Path, log: Path) -> dict:
+    """POST /mlflow/runs, streaming the answer to ``sink``; time it and count its bytes."""
+    t0 = time.perf_counter()
+    with session.post(f"{base}/mlflow/runs", json=body, stream=True,
+                      timeout=REQUEST_TIMEOUT) as response:
+        first_byte = time.perf_counter() - t0  # headers in: the body is about to follow
+        if response.status_code != 200:
+            raise BenchError(f"POST /mlflow/runs answered {response.status_code}: "
+                             f"{response.text[:2000]}\n{tail(log)}")
+        size = 0
+        with open(sink, "wb") as out:
+            for chunk in response.iter_content(1 << 20):
+                size += len(chunk)
+                out.write(chunk)
+        seconds = time.perf_counter() - t0
+        declared = response.headers.get("Content-Length")
+    if declared is not None and int(declared) != size:
+        raise BenchError(f"Content-Length {declared} but {size:,} bytes arrived")
+    return {"seconds": seconds, "headers_seconds": first_byte, "bytes": size,
+            "x_cache": response.headers.get("X-Cache")}
+
+
+def check_runs_payload(content: bytes, run_id: str, points: int):
+    """Fail loudly unless the answer is run ``big`` with all N points of ``loss``, NaN as null."""
+    answer = orjson.loads(content)
+    runs = answer.get("runs") or []
+    if answer.get("total_runs") != 1 or len(runs) != 1 or runs[0].get("run_id") != run_id:
+        raise BenchError(f"expected exactly run {run_id}, got total_runs "
+                         f"{answer.get('total_runs')} and {[r.get('run_id') for r in runs]}")
+    metrics = runs[0]["metrics_history"]
+    if [m["metric_name"] for m in metrics] != [METRIC]:
+        raise BenchError(f"expected one metric {METRIC!r}, got {[m['metric_name'] for m in metrics]}")
+    metric = metrics[0]
+    history = metric["history"]
+    if metric["total_points"] != points or len(history) != points:
+        raise BenchError(f"expected {points:,} points, got total_points {metric['total_points']:,} "
+                         f"and {len(history):,} history entries")
+    for i, point in enumerate(history):
+        want = value_at(i)
+        want = None if math.isnan(want) else want
+        if point != {"step": i, "value": want, "timestamp": timestamp_at(i)}:
+            raise BenchError(f"history[{i}] is {point}, expected step {i}, value {want} "
+                             f"(NaN every {NAN_EVERY:,} steps -> null), timestamp {timestamp_at(i)}")
+
+
+def measure(label: str, call, pid: int, proxy: MlflowProxy, sink: Path, check) -> dict:
+    gc.collect()  # this process's garbage, not the worker's: keeps the machine quiet
+    before = memory(pid)
+    isolated = reset_peak(pid)
+    proxy.reset()
+    outcome = call(sink)
+    after = memory(pid)
+    # Checked outside the timing: parsing the answer is the client's cost, not ours.
+    check(sink.read_bytes())
+    with open(sink, "rb") as f:
+        digest = hashlib.file_digest(f, "sha256").hexdigest()
+    result = {
+        **outcome,
+        "sha256": digest,
+        "mlflow_requests": proxy.count(),
+        "history_pages": proxy.count("/metrics/get-history"),
+        "rss_before": before["VmRSS"],
+        "hwm_before": before["VmHWM"],
+        # VmHWM was reset to the RSS before the request: after it, it is this request's peak.
+        "request_peak_rss": after["VmHWM"] if isolated else None,
+        "hwm_after": max(before["VmHWM"], after["VmHWM"]) if isolated else after["VmHWM"],
+        "rss_after": after["VmRSS"],
+    }
+    peak = result["request_peak_rss"]
+    print(f"  {label}: {result['seconds']:.2f} s (headers after {result['headers_seconds']:.2f} s), "
+          f"{result['bytes']:,} bytes, X-Cache {result['x_cache']}, {result['mlflow_requests']} "
+          f"MLflow requests ({result['history_pages']} get-history pages); worker RSS "
+          f"{mib(result['rss_before'])} -> {mib(result['rss_after'])} MiB, peak "
+          + (f"{mib(peak)} MiB during the request" if peak else f"{mib(result['hwm_after'])} MiB "
+             "since the worker started"), flush=True)
+    return result
+
+
+# -- where the memory goes (in-process, tracemalloc) --------------------------------
+
+
+class PeakSnapshots:
+    """Snapshots of tracemalloc whenever the traced memory passes the last one by ``step``.
+
+    Checked on every Python call and, inside app/ code, on every opcode (so the
+    temporaries of one statement are seen); the last snapshot is the closest to the
+    peak that Python code could observe. Peaks inside one C call (orjson, bytes.join)
+    are only in the traced peak figure.
+    """
+
+    def __init__(self, step_bytes: int = 8 * MIB):
+        self.step = step_bytes
+        self.best = 0
+        self.snapshot = None
+        self.app_dir = str(REPO / "app") + os.sep
+        self._lock = threading.Lock()
+
+    def _check(self):
+        current = tracemalloc.get_traced_memory()[0]
+        if current > self.best + self.step:
+            with self._lock:
+                if current > self.best + self.step:
+                    self.snapshot, self.best = tracemalloc.take_snapshot(), current
+
+    def _local(self, frame, event, arg):
+        self._check()
+        return self._local
+
+    def _global(self, frame, event, arg):
+        self._check()
+        if frame.f_code.co_filename.startswith(self.app_dir):
+            frame.f_trace_opcodes = True
+            return self._local
+        return None
+
+    @contextlib.contextmanager
+    def watching(self):
+        threading.settrace(self._global)  # the fetch pool's threads start inside the request
+        sys.settrace(self._global)
+        try:
+            yield self
+        finally:
+            sys.settrace(None)
+            threading.settrace(None)
+
+
+def top_sites(snapshot, limit: int) -> dict:
+    """The snapshot's biggest allocation sites: by the allocating line, and by the app/
+    line that led there (a library's allocation charged to the app code calling it)."""
+    ignore = [tracemalloc.Filter(False, tracemalloc.__file__), tracemalloc.Filter(False, __file__)]
+    snapshot = snapshot.filter_traces(ignore)
+    app_dir = str(REPO / "app") + os.sep
+
+    def where(frame):
+        name = frame.filename
+        short = os.path.relpath(name, REPO) if name.startswith(str(REPO)) else \
+            name.split("site-packages" + os.sep)[-1]
+        return f"{short}:{frame.lineno}"
+
+    by_line = [{"site": where(s.traceback[0]), "bytes": s.size, "blocks": s.count}
+               for s in snapshot.statistics("lineno")[:limit]]
+    by_app = {}
+    for s in snapshot.statistics("traceback"):
+        # Tracebacks are most recent call first: the innermost app/ frame is the caller we own.
+        frame = next((f for f in s.traceback if f.filename.startswith(app_dir)), s.traceback[0])
+        site = where(frame)
+        entry = by_app.setdefault(site, {"site": site, "bytes": 0, "blocks": 0})
+        entry["bytes"] += s.size
+        entry["blocks"] += s.count
+    by_app = sorted(by_app.values(), key=lambda e: -e["bytes"])[:limit]
+    return {"total": sum(s.size for s in snapshot.statistics("filename")),
+            "by_line": by_line, "by_app_line": by_app}
+
+
+def profile_in_process(body: dict, top: int) -> dict:
+    from app import create_app
+
+    # The same settings as the gunicorn worker: no Redis, so an in-process cache.
+    app = create_app({"TESTING": True, "REDIS_URL": None, "REDIS_SENTINELS": None,
+                      "REDIS_CLUSTER": None, "SECRET_KEY": os.urandom(32).hex()})
+    client = app.test_client()
+    client.post("/health", json={"bogus": 1})  # first-request work, outside the tracing
+    results = {}
+    for label in ("cold", "cached"):
+        gc.collect()
+        tracemalloc.start(25)
+        watcher = PeakSnapshots()
+        t0 = time.perf_counter()
+        with watcher.watching():
+            response = client.post("/mlflow/runs", json=body)  # not buffered: streamed below
+            size = 0
+            digest = hashlib.sha256()
+            for chunk in response.iter_encoded():
+                size += len(chunk)
+                digest.update(chunk)
+            response.close()
+        seconds = time.perf_counter() - t0
+        current, peak = tracemalloc.get_traced_memory()
+        snapshot = watcher.snapshot
+        tracemalloc.stop()
+        if response.status_code != 200:
+            raise BenchError(f"in-process POST /mlflow/runs answered {response.status_code}")
+        sites = top_sites(snapshot, top) if snapshot else None
+        results[label] = {"seconds_traced": seconds, "bytes": size, "sha256": digest.hexdigest(),
+                          "x_cache": response.headers.get("X-Cache"),
+                          "traced_peak": peak, "traced_after": current,
+                          "snapshot_near_peak": sites}
+        del snapshot, sites, watcher
+        print(f"  in-process {label}: {size:,} bytes, X-Cache {results[label]['x_cache']}, "
+              f"traced peak {mib(peak)} MiB ({peak / size:.2f}x the JSON), "
+              f"{mib(current)} MiB still held after ({seconds:.1f} s under tracing)", flush=True)
+    return results
+
+
+# -- report -------------------------------------------------------------------------
+
+
+def mib(n) -> str:
+    return "n/a" if n is None else f"{n / MIB:,.1f}"
+
+
+def ratios(results: dict) -> dict:
+    cold, cached = results["cold"], results["cached"]
+    size = cold["bytes"]
+    peak = max(cold["hwm_after"], cached["hwm_after"])  # since the worker started
+    before = cold["rss_before"]
+    per_request = {
+        label: {
+            "request_peak_over_json": r["request_peak_rss"] / r["bytes"] if r["request_peak_rss"] else None,
+            "request_growth_over_json":
+                (r["request_peak_rss"] - r["rss_before"]) / r["bytes"] if r["request_peak_rss"] else None,
+        } for label, r in results.items()
+    }
+    return {
+        "json_bytes": size,
+        "peak_rss": peak,
+        "rss_before_first_request": before,
+        "peak_rss_over_json": peak / size,
+        "peak_growth_over_json": (peak - before) / size,
+        "per_request": per_request,
+        "target_peak_over_json": TARGET_PEAK_OVER_JSON,
+        "target_met": peak / size <= TARGET_PEAK_OVER_JSON,
+    }
+
+
+def print_report(results: dict, ratio: dict, profile: dict | None):
+    header = ("request", "X-Cache", "MLflow req.", "seconds", "response MiB", "RSS before MiB",
+              "peak in request MiB", "VmHWM after MiB", "RSS after MiB")
+    lines = [(label, r["x_cache"] or "-", f"{r['mlflow_requests']} ({r['history_pages']} pages)",
+              f"{r['seconds']:.2f}", mib(r["bytes"]), mib(r["rss_before"]),
+              mib(r["request_peak_rss"]), mib(r["hwm_after"]), mib(r["rss_after"]))
+             for label, r in results.items()]
+    widths = [max(len(row[i]) for row in [header, *lines]) for i in range(len(header))]
+    print()
+    for row in [header, tuple("-" * w for w in widths), *lines]:
+        print(" | ".join(cell.ljust(w) for cell, w in zip(row, widths)))
+    print()
+    print(f"response JSON: {ratio['json_bytes']:,} bytes ({mib(ratio['json_bytes'])} MiB); worker RSS "
+          f"before the first request {mib(ratio['rss_before_first_request'])} MiB, peak (VmHWM) "
+          f"{mib(ratio['peak_rss'])} MiB")
+    print(f"peak RSS / response JSON size:                          "
+          f"{ratio['peak_rss_over_json']:.2f}x (target <= ~{TARGET_PEAK_OVER_JSON:g}x: "
+          f"{'met' if ratio['target_met'] else 'MISSED'})")
+    print(f"(peak RSS - RSS before the first request) / JSON size:  "
+          f"{ratio['peak_growth_over_json']:.2f}x")
+    for label, r in ratio["per_request"].items():
+        if r["request_peak_over_json"] is not None:
+            print(f"  {label} request alone: peak {r['request_peak_over_json']:.2f}x, "
+                  f"growth over its RSS before {r['request_growth_over_json']:.2f}x the JSON size")
+    if not profile:
+        return
+    for label, p in profile.items():
+        sites = p["snapshot_near_peak"]
+        print(f"\ntracemalloc, in-process {label} request: traced peak {mib(p['traced_peak'])} MiB "
+              f"({p['traced_peak'] / p['bytes']:.2f}x the JSON), held after "
+              f"{mib(p['traced_after'])} MiB")
+        if not sites:
+            continue
+        print(f"  closest snapshot to the peak: {mib(sites['total'])} MiB traced; top sites "
+              "(allocating line | app line that led there):")
+        for a, b in zip(sites["by_line"], sites["by_app_line"]):
+            print(f"    {mib(a['bytes']):>8} MiB {a['site']:<48} | {mib(b['bytes']):>8} MiB {b['site']}")
+
+
+def write_json(path: Path, args, seeded: dict, worker: dict, results: dict, ratio: dict,
+               profile: dict | None):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({
+        "dataset": {"experiment": EXPERIMENT, "run": RUN_NAME, "metric": METRIC,
+                    "points": args.points, "nan_every": NAN_EVERY, **seeded},
+        "settings": {"gunicorn_workers": 1, "gunicorn_threads": 2, "cache": "in-process",
+                     "http_timeout": HTTP_TIMEOUT, "verify": args.verify},
+        "worker": worker,
+        "results": results,
+        "ratios": ratio,
+        "tracemalloc": profile,
+    }, indent=2) + "\n")
+    print(f"\nwrote {path}")
+
+
+# -- main ---------------------------------------------------------------------------
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--points", type=int, default=1_000_000,
+                        help="points of the metric (default 1,000,000)")
+    parser.add_argument("--out", type=Path, default=REPO / "bench/out/bench_memory.json")
+    parser.add_argument("--verify", action="store_true",
+                        help="also read the seeded history back with MlflowClient (slow)")
+    parser.add_argument("--tracemalloc", action="store_true",
+                        help="then profile both requests in-process under tracemalloc (slow)")
+    parser.add_argument("--top", type=int, default=12, help="allocation sites to list (default 12)")
+    args = parser.parse_args()
+    if args.points < 2:
+        parser.error("--points must be at least 2")
+    return args
+
+
+def run(args, stack: contextlib.ExitStack):
+    work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-memory-")))
+    server = MlflowServer(work / "mlflow", auth=True)
+    server.data_dir.mkdir()
+
+    step(f"seeding {EXPERIMENT}/{RUN_NAME}: metric {METRIC!r} with {args.points:,} points "
+         f"into {server.db_uri}")
+    t0 = time.monotonic()
+    run_id = seed(server.db_uri, args.points)
+    seeded = {"run_id": run_id, "seed_seconds": time.monotonic() - t0}
+    check_store(server.db_uri, run_id, args.points)
+    step(f"seeded in {seeded['seed_seconds']:.1f} s; {args.points:,} rows and latest_metrics checked")
+    if args.verify:
+        t0 = time.monotonic()
+        verify_store(server.db_uri, run_id, args.points)
+        step(f"MlflowClient.get_metric_history read {args.points:,} points back "
+             f"in {time.monotonic() - t0:.1f} s")
+
+    step("starting MLflow (basic auth)")
+    stack.enter_context(server)
+    proxy = stack.enter_context(MlflowProxy(server.uri))
+    username, password = server.admin
+    body = {"tracking_uri": proxy.uri, "username": username, "password": password,
+            "run_id": run_id, "http_timeout": HTTP_TIMEOUT}
+    check = lambda content: check_runs_payload(content, run_id, args.points)  # noqa: E731
+
+    with service(work, None, workers=1, threads=2) as svc:
+        pid = the_worker(svc.master.pid, svc.log)
+        worker = {"pid": pid, "at_start": memory(pid)}
+        step(f"MLflow {server.uri} (proxy {proxy.uri}), service {svc.base} (worker pid {pid}, "
+             f"RSS {mib(worker['at_start']['VmRSS'])} MiB)")
+        session = stack.enter_context(requests.Session())
+        session.trust_env = False
+
+        def call(sink):
+            return post_runs(session, svc.base, body, sink, svc.log)
+
+        results = {}
+        step(f"cold: POST /mlflow/runs (run_id {run_id}), every point from MLflow")
+        results["cold"] = measure("cold", call, pid, proxy, work / "cold.json", check)
+        step("cached: the same request again, from the worker's in-process cache")
+        results["cached"] = measure("cached", call, pid, proxy, work / "cached.json", check)
+        if the_worker(svc.master.pid, svc.log) != pid:
+            raise BenchError("the gunicorn worker was replaced during the run\n" + tail(svc.log))
+    if results["cached"]["history_pages"]:
+        print("  warning: the second request fetched history from MLflow: not served from cache")
+    if results["cached"]["sha256"] != results["cold"]["sha256"]:
+        print("  note: the cached answer is not byte-identical to the cold one")
+
+    profile = None
+    if args.tracemalloc:
+        step("tracemalloc: the same two requests in this process (create_app + test client)")
+        profile = profile_in_process(dict(body, tracking_uri=server.uri), args.top)
+        if profile["cold"]["sha256"] != results["cold"]["sha256"]:
+            print("  note: the in-process answer is not byte-identical to gunicorn's")
+    return seeded, worker, results, profile
+
+
+def main():
+    args = parse_args()
+    isolate_environment()
+    # SIGTERM unwinds like Ctrl-C, so the finally blocks stop every process we started.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        with contextlib.ExitStack() as stack:
+            seeded, worker, results, profile = run(args, stack)
+            step("stopping")
+    except BenchError as exc:
+        sys.exit(f"benchmark failed: {exc}")
+    except KeyboardInterrupt:
+        sys.exit("interrupted; everything started was stopped")
+    ratio = ratios(results)
+    print_report(results, ratio, profile)
+    write_json(args.out, args, seeded, worker, results, ratio, profile)
+
+
+if __name__ == "__main__":
+    main()
