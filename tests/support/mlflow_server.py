@@ -190,7 +190,7 @@ class MlflowServer:
     """
 
     def __init__(self, data_dir=None, *, auth=False, tls=False, port=None, ids=None,
-                 admin_password=ADMIN_PASSWORD, auth_cache_ttl=0, startup_timeout=90.0,
+                 admin_password=ADMIN_PASSWORD, workers=1, auth_cache_ttl=0, startup_timeout=90.0,
                  extra_env=None):
         self._own_dir = data_dir is None
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="mlflow-server-"))
@@ -201,6 +201,7 @@ class MlflowServer:
         self.ids = ids
         self.users: dict[str, str] = {}
         self.auth_cache_ttl = auth_cache_ttl
+        self.workers = workers  # tests: 1 (memory); benchmarks: MLflow's own default, 4
         self.startup_timeout = startup_timeout
         self.extra_env = extra_env or {}
         self.db_uri = f"sqlite:///{self.data_dir / DB_NAME}"
@@ -227,7 +228,7 @@ class MlflowServer:
         artifacts = self.data_dir / "artifacts"
         cmd = [
             sys.executable, "-m", "mlflow", "server",
-            "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
+            "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers),
             "--backend-store-uri", self.db_uri,
             "--default-artifact-root", str(artifacts),
             "--artifacts-destination", str(artifacts),
