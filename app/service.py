@@ -132,7 +132,7 @@ class RunPieces:
         return [ready[_id(run)] for run in runs], hits
 
     def _cached(self, runs, keys):
-        found = self.cache.get_runs(list(keys.values()))
+        found = self.cache.get_runs([keys[_id(run)] for run in runs if _id(run) in keys])
         ready = {}
         for run in runs:
             entry = found.get(keys.get(_id(run)))
