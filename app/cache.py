@@ -33,10 +33,22 @@ TERMINAL = frozenset({"FINISHED", "FAILED", "KILLED"})
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
+class Tagged:
+    """Bytes that already start with the serializer's raw-bytes tag: stored as they
+    are, where tagging them would copy a payload of megabytes once more."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes):
+        self.data = data
+
+
 class JsonSerializer(BaseSerializer):
     """Values are JSON or raw bytes, tagged; anything else read back is a miss."""
 
     def dumps(self, value, protocol=None) -> bytes:
+        if isinstance(value, Tagged):
+            return value.data
         if isinstance(value, bytes):
             return b"b" + value
         return b"j" + orjson.dumps(value)
@@ -140,10 +152,13 @@ class RunCache:
 
     # --- signed entries --------------------------------------------------
 
-    def _seal(self, key, header: dict, payload: bytes) -> bytes:
-        """``MAC \\n header JSON \\n payload``; the MAC binds all three to ``key``."""
+    def _seal(self, key, header: dict, payload: bytes) -> Tagged:
+        """``MAC \\n header JSON \\n payload``; the MAC binds all three to ``key``.
+
+        Built tagged for the serializer, so a large payload is copied only once.
+        """
         head = orjson.dumps(header)
-        return self._mac_of(key, head, payload) + b"\n" + head + b"\n" + payload
+        return Tagged(b"".join([b"b", self._mac_of(key, head, payload), b"\n", head, b"\n", payload]))
 
     def _open(self, key, value):
         """(header, payload view) of an entry this service sealed, else None (a miss)."""

@@ -1,8 +1,8 @@
 """Pure functions over metric values and histories (no I/O).
 
 A history is held as three numpy columns rather than one dict per point: a
-million-point metric is then 24 MB instead of hundreds, and the JSON is written
-from the columns a slice at a time.
+million-point metric is then 24 MB instead of hundreds, and its JSON is written
+from the columns a slice at a time, as pieces that the caller joins once.
 """
 import math
 from typing import NamedTuple
@@ -56,33 +56,37 @@ def ordered(series: Series) -> Series:
     return Series(*(column[order] for column in series))
 
 
-def summarize(metric_name, series: Series) -> dict:
-    """The contract's metric history object; min/max only over finite values.
+def encode_metric(metric_name, series: Series) -> list:
+    """The contract's metric history object as JSON, in pieces for one final join.
 
-    ``history`` is pre-encoded JSON (an ``orjson.Fragment``).
+    Points are ordered by step, then timestamp; NaN/Infinity are null;
+    min/max are over the finite values only.
     """
     series = ordered(series)
     finite = series.values[~np.isnan(series.values)]
-    return {
-        "metric_name": metric_name,
-        "history": orjson.Fragment(encode_points(series)),
+    stats = {
         "total_points": series.size,
         "min_value": float(finite.min()) if finite.size else None,
         "max_value": float(finite.max()) if finite.size else None,
         "last_value": finite_or_none(series.values[-1]) if series.size else None,
     }
+    return [orjson.dumps({"metric_name": metric_name})[:-1], b',"history":[',
+            *encode_points(series), b"],", orjson.dumps(stats)[1:]]
 
 
-def encode_points(series: Series) -> bytes:
-    """``[{"step":..,"value":..,"timestamp":..}, ...]``, NaN as null, a slice at a time."""
-    parts = []
+def encode_points(series: Series) -> list:
+    """``{"step":..,"value":..,"timestamp":..}`` items, comma-separated, a slice at a time:
+    only one slice of points is ever held as Python objects."""
+    pieces = []
     for start in range(0, series.size, ENCODE_SLICE):
         window = slice(start, start + ENCODE_SLICE)
         points = [{"step": s, "value": v, "timestamp": t} for s, v, t in zip(
             series.steps[window].tolist(), series.values[window].tolist(),
             series.timestamps[window].tolist())]
-        parts.append(orjson.dumps(points)[1:-1])  # orjson writes NaN as null
-    return b"[" + b",".join(parts) + b"]"
+        if pieces:
+            pieces.append(b",")
+        pieces.append(orjson.dumps(points)[1:-1])  # orjson writes NaN as null
+    return pieces
 
 
 def duration_seconds(start_ms, end_ms):

@@ -97,5 +97,7 @@ class Runs(MethodView):
         answer = service.runs(gateway_for(args), args, current_app.extensions["run_cache"],
                               concurrency=current_app.config["MLFLOW_CONCURRENCY"], refresh=refresh)
         # Pre-encoded JSON (cached runs are written as stored bytes): no marshmallow dump.
-        return current_app.response_class(answer.body, mimetype="application/json",
-                                          headers={"X-Cache": answer.cache})
+        # Written piece by piece (a large history is not copied into one body).
+        return current_app.response_class(
+            answer.chunks, mimetype="application/json",
+            headers={"X-Cache": answer.cache, "Content-Length": str(answer.length)})

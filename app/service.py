@@ -37,7 +37,8 @@ def experiments(gateway: MlflowGateway) -> dict:
 
 @dataclass
 class RunsAnswer:
-    body: bytes   # the response JSON, with cached runs copied in as stored
+    chunks: list  # the response JSON in pieces, written one after the other
+    length: int
     cache: str    # HIT (MLflow not asked), MISS (nothing from cache) or PARTIAL
 
 
@@ -53,14 +54,15 @@ def runs(gateway: MlflowGateway, query: dict, cache: RunCache, *, concurrency: i
     tail = {"message": f"Fetched {len(pieces)} run(s) with {histories} total metric histories"}
     chunks = [orjson.dumps(head)[:-1] + b',"runs":[']
     for i, (piece, _) in enumerate(pieces):
+        # WSGI servers write bytes; cached runs come as views of what Redis sent.
+        piece = bytes(piece) if isinstance(piece, memoryview) else piece
         chunks += [b",", piece] if i else [piece]
     chunks.append(b"]," + orjson.dumps(tail)[1:])
     if gateway.calls == 0:
         state = "HIT"
     else:
         state = "PARTIAL" if listed_from_cache or hits else "MISS"
-    # One join: WSGI servers (gunicorn) write bytes, not the cache's memoryviews.
-    return RunsAnswer(b"".join(chunks), state)
+    return RunsAnswer(chunks, sum(len(c) for c in chunks), state)
 
 
 def _listing(gateway, query, cache, refresh):
@@ -107,7 +109,7 @@ class RunPieces:
     def build(self, runs, include_history):
         """[(run JSON bytes, number of histories)] in ``runs`` order, and the cache hits."""
         if not include_history:
-            return [_piece(build_run(run)) for run in runs], 0
+            return [run_json(run) for run in runs], 0
         keys = {_id(run): self.cache.run_key(self.gateway.target.uri, _id(run))
                 for run in runs if _terminal(run)}
         ready = {} if self.refresh else self._cached(runs, keys)
@@ -145,7 +147,7 @@ class RunPieces:
         histories = fetch_histories(self.gateway, wanted, self.concurrency)
         ready = {}
         for run in runs:
-            piece = _piece(build_run(run, histories))
+            piece = run_json(run, histories)
             if _id(run) in keys:
                 header = {"status": run["info"]["status"], "fingerprint": fingerprint(run),
                           "experiment_id": run["info"]["experiment_id"], "histories": piece[1]}
@@ -172,28 +174,39 @@ def _terminal(run):
     return run["info"].get("status") in TERMINAL
 
 
-def _piece(run_dict):
-    return orjson.dumps(run_dict), len(run_dict["metrics_history"])
-
-
 def metric_keys(run):
     return sorted({m["key"] for m in run.get("data", {}).get("metrics", [])})
 
 
-def build_run(run, histories=None):
-    """The contract's run object; ``histories`` None means none were asked for."""
+def run_json(run, histories=None):
+    """(the contract's run object as JSON, its number of histories).
+
+    ``histories`` None means none were asked for. Metric histories are spliced in
+    as pre-encoded pieces and everything is joined once: a million-point history
+    is never held as Python objects, nor copied more than once.
+    """
+    head = run_fields(run)
+    if histories is None:
+        return orjson.dumps(dict(head, metrics_history=[])), 0
+    keys = metric_keys(run)
+    pieces = [orjson.dumps(head)[:-1], b',"metrics_history":[']
+    for i, key in enumerate(keys):
+        if i:
+            pieces.append(b",")
+        pieces += history.encode_metric(key, histories[(head["run_id"], key)])
+    pieces.append(b"]}")
+    return b"".join(pieces), len(keys)
+
+
+def run_fields(run):
+    """The contract's run object without ``metrics_history`` (which comes last)."""
     info, data = run["info"], run.get("data", {})
-    latest = {m["key"]: history.finite_or_none(m.get("value")) for m in data.get("metrics", [])}
-    metrics_history = [] if histories is None else [
-        history.summarize(key, histories[(info["run_id"], key)])
-        for key in metric_keys(run)
-    ]
     return {
         "run_id": info["run_id"],
         "run_name": info.get("run_name"),
         "status": info.get("status"),
         "duration_seconds": history.duration_seconds(info.get("start_time"), info.get("end_time")),
         "parameters": {p["key"]: p.get("value", "") for p in data.get("params", [])},
-        "metrics_summary": latest,
-        "metrics_history": metrics_history,
+        "metrics_summary": {m["key"]: history.finite_or_none(m.get("value"))
+                            for m in data.get("metrics", [])},
     }

@@ -17,12 +17,16 @@ def test_finite_or_none(raw, expected):
     assert history.finite_or_none(raw) == expected
 
 
-def points(summary):
-    return orjson.loads(bytes(orjson.dumps(summary["history"])))
+def encoded(series):
+    return orjson.loads(b"".join(history.encode_metric("m", series)))
 
 
 def summarize(records):
-    return history.summarize("m", history.from_records(records))
+    return encoded(history.from_records(records))
+
+
+def points(summary):
+    return summary["history"]
 
 
 def test_orders_by_step_then_timestamp_and_keeps_ties():
@@ -48,6 +52,11 @@ def test_non_finite_values_are_null_and_left_out_of_min_max():
     assert summary["total_points"] == 4
 
 
+def test_contract_key_order():
+    assert list(summarize([{"step": 0, "value": 1, "timestamp": 0}])) == [
+        "metric_name", "history", "total_points", "min_value", "max_value", "last_value"]
+
+
 def test_empty_and_all_nan():
     assert summarize([])["min_value"] is None and points(summarize([])) == []
     assert summarize([{"step": 0, "value": "NaN", "timestamp": 0}])["max_value"] is None
@@ -55,7 +64,7 @@ def test_empty_and_all_nan():
 
 def test_pages_concatenate():
     pages = [history.from_records([{"step": i, "value": i, "timestamp": i}]) for i in (3, 1, 2)]
-    assert [p["step"] for p in points(history.summarize("m", history.concat(pages)))] == [1, 2, 3]
+    assert [p["step"] for p in points(encoded(history.concat(pages)))] == [1, 2, 3]
 
 
 def test_encoding_crosses_slices(monkeypatch):
