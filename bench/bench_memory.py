@@ -26,6 +26,7 @@ import contextlib
 import gc
 import hashlib
 import json
+import linecache
 import math
 import os
 import signal
@@ -53,6 +54,7 @@ EXPERIMENT, RUN_NAME, METRIC = "memory-exp", "big", "loss"
 NAN_EVERY = 100_000       # steps 0, 100000, 200000, ... are NaN
 HISTORY_PAGE = 25_000     # MLflow get-history page the service asks for (its default)
 HTTP_TIMEOUT = 300
+PROFILE_HTTP_TIMEOUT = 3600  # in-process, under tracing
 TARGET_PEAK_OVER_JSON = 4.0
 MIB = 1 << 20
 
@@ -117,6 +119,15 @@ def verify_store(db_uri: str, run_id: str, points: int):
         raise BenchError(f"MlflowClient.get_metric_history returned {got} points, expected {points}")
 
 
+def app_sources() -> str:
+    """A digest of the service's code (app/, config, wsgi, gunicorn settings)."""
+    digest = hashlib.sha256()
+    for path in [*sorted((REPO / "app").glob("*.py")), REPO / "config.py", REPO / "wsgi.py",
+                 REPO / "gunicorn.conf.py"]:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
 # -- the worker's memory ------------------------------------------------------------
 
 
@@ -152,6 +163,39 @@ def memory(pid: int) -> dict:
     except FileNotFoundError:
         raise BenchError(f"the gunicorn worker {pid} is gone (killed, out of memory?)") from None
     return fields
+
+
+class RssSampler:
+    """The worker's RSS every ``interval`` s while a request runs (/proc/<pid>/statm)."""
+
+    def __init__(self, pid: int, interval: float = 0.01):
+        self.path, self.interval = f"/proc/{pid}/statm", interval
+        self.page = os.sysconf("SC_PAGE_SIZE")
+        self.samples = []  # (seconds, rss bytes) whenever it moved 4 MiB from the last one
+        self.peak = (0.0, 0)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        t0 = time.perf_counter()
+        while not self._stop.is_set():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                with open(self.path) as f:
+                    rss = int(f.read().split()[1]) * self.page
+                now = time.perf_counter() - t0
+                if rss > self.peak[1]:
+                    self.peak = (now, rss)
+                if not self.samples or abs(rss - self.samples[-1][1]) >= 4 * MIB:
+                    self.samples.append((now, rss))
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
 
 
 def reset_peak(pid: int) -> bool:
@@ -212,11 +256,12 @@ def check_runs_payload(content: bytes, run_id: str, points: int):
 
 
 def measure(label: str, call, pid: int, proxy: MlflowProxy, sink: Path, check) -> dict:
-    gc.collect()  # this process's garbage, not the worker's: keeps the machine quiet
+    gc.collect()  # the previous check's million dicts: let this process be quiet meanwhile
     before = memory(pid)
     isolated = reset_peak(pid)
     proxy.reset()
-    outcome = call(sink)
+    with RssSampler(pid) as sampler:
+        outcome = call(sink)
     after = memory(pid)
     # Checked outside the timing: parsing the answer is the client's cost, not ours.
     check(sink.read_bytes())
@@ -233,6 +278,9 @@ def measure(label: str, call, pid: int, proxy: MlflowProxy, sink: Path, check) -
         "request_peak_rss": after["VmHWM"] if isolated else None,
         "hwm_after": max(before["VmHWM"], after["VmHWM"]) if isolated else after["VmHWM"],
         "rss_after": after["VmRSS"],
+        # Sampled every 10 ms (may miss the exact peak): when the RSS peaked, and its course.
+        "sampled_peak": {"seconds": sampler.peak[0], "rss": sampler.peak[1]},
+        "rss_samples": [{"seconds": t, "rss": rss} for t, rss in sampler.samples],
     }
     peak = result["request_peak_rss"]
     print(f"  {label}: {result['seconds']:.2f} s (headers after {result['headers_seconds']:.2f} s), "
@@ -241,78 +289,161 @@ def measure(label: str, call, pid: int, proxy: MlflowProxy, sink: Path, check) -
           f"{mib(result['rss_before'])} -> {mib(result['rss_after'])} MiB, peak "
           + (f"{mib(peak)} MiB during the request" if peak else f"{mib(result['hwm_after'])} MiB "
              "since the worker started"), flush=True)
+    print(f"    RSS sampled every 10 ms: peak {mib(sampler.peak[1])} MiB at {sampler.peak[0]:.2f} s "
+          f"of {result['seconds']:.2f} s; its last 2 s (16 MiB steps): "
+          + ", ".join(f"{t:.2f} s {mib(rss)}" for t, rss in coarse(sampler.samples, 16 * MIB)
+                      if t >= result["seconds"] - 2), flush=True)
     return result
+
+
+def coarse(samples, step_bytes: int):
+    """The samples that moved ``step_bytes`` from the last one kept, and the last one."""
+    kept = []
+    for i, (t, rss) in enumerate(samples):
+        if not kept or abs(rss - kept[-1][1]) >= step_bytes or i == len(samples) - 1:
+            kept.append((t, rss))
+    return kept
 
 
 # -- where the memory goes (in-process, tracemalloc) --------------------------------
 
 
-class PeakSnapshots:
-    """Snapshots of tracemalloc whenever the traced memory passes the last one by ``step``.
+class PeakWatcher:
+    """Where tracemalloc's peak happens, and what is held close to it.
 
-    Checked on every Python call and, inside app/ code, on every opcode (so the
-    temporaries of one statement are seen); the last snapshot is the closest to the
-    peak that Python code could observe. Peaks inside one C call (orjson, bytes.join)
-    are only in the traced peak figure.
+    A hook runs on every Python call/return and C call/return (setprofile) and, inside
+    app/ code, on every opcode (settrace), in every thread. It keeps:
+
+    * ``between``: the two consecutive events of one thread between which the traced
+      peak last rose, e.g. the c_call and c_return of ``orjson.loads``: the overall peak
+      was reached inside that call (or statement, or comprehension);
+    * ``snapshot``: a tracemalloc snapshot taken whenever the traced memory passed the
+      last snapshot by ``step``: the memory held closest to the peak that a hook could see
+      (temporaries living only inside one C call are in the peak figure, not here);
+    * ``timeline``: an entry whenever the traced memory moved ``timeline_step`` away from
+      the last entry: (seconds, traced memory, traced peak since the last entry, event).
+      Its local peaks show each stage's cost, not only the highest one's.
     """
 
-    def __init__(self, step_bytes: int = 8 * MIB):
-        self.step = step_bytes
+    def __init__(self, step_bytes: int = 4 * MIB, timeline_step: int = 16 * MIB):
+        self.step, self.timeline_step = step_bytes, timeline_step
         self.best = 0
         self.snapshot = None
+        self.peak = 0
+        self.between = None
+        self.timeline = []
+        self._mark = 0
+        self._t0 = time.perf_counter()
         self.app_dir = str(REPO / "app") + os.sep
+        self._last = threading.local()
         self._lock = threading.Lock()
 
-    def _check(self):
-        current = tracemalloc.get_traced_memory()[0]
+    def _event(self, frame, event, arg):
+        # ``peak`` is the peak since the last timeline entry (reset_peak below).
+        current, peak = tracemalloc.get_traced_memory()
+        # Only a called C function is kept from ``arg``: a return value may be megabytes.
+        here = (frame.f_code, frame.f_lineno, event, arg if event.startswith("c_") else None)
+        if peak > self.peak:
+            with self._lock:
+                if peak > self.peak:
+                    self.peak = peak
+                    self.between = (getattr(self._last, "event", None), here, current,
+                                    threading.current_thread().name)
         if current > self.best + self.step:
             with self._lock:
                 if current > self.best + self.step:
                     self.snapshot, self.best = tracemalloc.take_snapshot(), current
+        if abs(current - self._mark) >= self.timeline_step:
+            with self._lock:
+                current, peak = tracemalloc.get_traced_memory()
+                if abs(current - self._mark) >= self.timeline_step:
+                    self.timeline.append((time.perf_counter() - self._t0, current, peak, here))
+                    self._mark = current
+                    tracemalloc.reset_peak()
+        self._last.event = here
 
-    def _local(self, frame, event, arg):
-        self._check()
-        return self._local
+    def _opcode(self, frame, event, arg):
+        self._event(frame, event, arg)
+        return self._opcode
 
-    def _global(self, frame, event, arg):
-        self._check()
-        if frame.f_code.co_filename.startswith(self.app_dir):
+    def _call(self, frame, event, arg):
+        # settrace's per-frame hook: opcode events inside app/ functions only (setprofile
+        # already sees every call and return). Not inside comprehensions: they run an
+        # opcode loop per point (hours under a hook) and build nothing but their result,
+        # which the next event sees.
+        code = frame.f_code
+        if code.co_filename.startswith(self.app_dir) and not code.co_name.startswith("<"):
             frame.f_trace_opcodes = True
-            return self._local
+            return self._opcode
         return None
 
     @contextlib.contextmanager
     def watching(self):
-        threading.settrace(self._global)  # the fetch pool's threads start inside the request
-        sys.settrace(self._global)
+        # Hooks for the threads started inside the request too (the fetch pool's).
+        threading.setprofile(self._event)
+        threading.settrace(self._call)
+        sys.setprofile(self._event)
+        sys.settrace(self._call)
         try:
             yield self
         finally:
             sys.settrace(None)
+            sys.setprofile(None)
             threading.settrace(None)
+            threading.setprofile(None)
+
+    def describe_timeline(self) -> list[dict]:
+        return [{"seconds": t, "traced": current, "peak_since_previous": peak,
+                 "at": _event_text(event)} for t, current, peak, event in self.timeline]
+
+    def describe_peak(self) -> dict | None:
+        if not self.between:
+            return None
+        before, after, current, thread = self.between
+        return {"peak": self.peak, "traced_at_next_event": current, "thread": thread,
+                "after": _event_text(before), "before": _event_text(after)}
+
+
+def _event_text(event) -> str | None:
+    if event is None:
+        return None
+    code, lineno, kind, arg = event
+    text = f"{_short(code.co_filename)}:{lineno} ({code.co_name}) {kind}"
+    if arg is not None:
+        text += f" {getattr(arg, '__qualname__', None) or getattr(arg, '__name__', arg)}"
+    return text + _source(code.co_filename, lineno)
+
+
+def _source(filename: str, lineno: int) -> str:
+    """The line's code, for reading a report after app/ has changed."""
+    line = linecache.getline(filename, lineno).strip()
+    return f"  `{line[:100]}`" if line else ""
+
+
+def _short(filename: str) -> str:
+    if filename.startswith(str(REPO) + os.sep) and ".venv" not in filename:
+        return os.path.relpath(filename, REPO)
+    return filename.split("site-packages" + os.sep)[-1].split("lib/python3.11/")[-1]
 
 
 def top_sites(snapshot, limit: int) -> dict:
     """The snapshot's biggest allocation sites: by the allocating line, and by the app/
     line that led there (a library's allocation charged to the app code calling it)."""
-    ignore = [tracemalloc.Filter(False, tracemalloc.__file__), tracemalloc.Filter(False, __file__)]
-    snapshot = snapshot.filter_traces(ignore)
+    snapshot = snapshot.filter_traces([tracemalloc.Filter(False, tracemalloc.__file__),
+                                       tracemalloc.Filter(False, __file__)])
     app_dir = str(REPO / "app") + os.sep
-
-    def where(frame):
-        name = frame.filename
-        short = os.path.relpath(name, REPO) if name.startswith(str(REPO)) else \
-            name.split("site-packages" + os.sep)[-1]
-        return f"{short}:{frame.lineno}"
-
-    by_line = [{"site": where(s.traceback[0]), "bytes": s.size, "blocks": s.count}
+    by_line = [{"site": f"{_short(s.traceback[0].filename)}:{s.traceback[0].lineno}",
+                "code": _source(s.traceback[0].filename, s.traceback[0].lineno).strip(" `"),
+                "bytes": s.size, "blocks": s.count}
                for s in snapshot.statistics("lineno")[:limit]]
     by_app = {}
     for s in snapshot.statistics("traceback"):
-        # Tracebacks are most recent call first: the innermost app/ frame is the caller we own.
-        frame = next((f for f in s.traceback if f.filename.startswith(app_dir)), s.traceback[0])
-        site = where(frame)
-        entry = by_app.setdefault(site, {"site": site, "bytes": 0, "blocks": 0})
+        # Frames run from the oldest to the most recent: the innermost app/ frame is ours.
+        frame = next((f for f in reversed(s.traceback) if f.filename.startswith(app_dir)),
+                     s.traceback[-1])
+        site = f"{_short(frame.filename)}:{frame.lineno}"
+        entry = by_app.setdefault(site, {"site": site, "bytes": 0, "blocks": 0,
+                                         "code": _source(frame.filename, frame.lineno).strip(" `")})
         entry["bytes"] += s.size
         entry["blocks"] += s.count
     by_app = sorted(by_app.values(), key=lambda e: -e["bytes"])[:limit]
@@ -321,6 +452,11 @@ def top_sites(snapshot, limit: int) -> dict:
 
 
 def profile_in_process(body: dict, top: int) -> dict:
+    # Tracing makes the cold request several times slower than the 300 s the API allows
+    # by default; MAX_HTTP_TIMEOUT is read when config.py is imported.
+    if "config" not in sys.modules:
+        os.environ["MAX_HTTP_TIMEOUT"] = str(PROFILE_HTTP_TIMEOUT)
+        body = dict(body, http_timeout=PROFILE_HTTP_TIMEOUT)
     from app import create_app
 
     # The same settings as the gunicorn worker: no Redis, so an in-process cache.
@@ -332,28 +468,33 @@ def profile_in_process(body: dict, top: int) -> dict:
     for label in ("cold", "cached"):
         gc.collect()
         tracemalloc.start(25)
-        watcher = PeakSnapshots()
+        watcher = PeakWatcher()
         t0 = time.perf_counter()
         with watcher.watching():
             response = client.post("/mlflow/runs", json=body)  # not buffered: streamed below
-            size = 0
+            size, chunk = 0, None
             digest = hashlib.sha256()
             for chunk in response.iter_encoded():
                 size += len(chunk)
                 digest.update(chunk)
             response.close()
+            status, x_cache = response.status_code, response.headers.get("X-Cache")
+            del response, chunk  # what stays held after this is the service's (its cache)
         seconds = time.perf_counter() - t0
+        gc.collect()
         current, peak = tracemalloc.get_traced_memory()
+        peak = max(peak, watcher.peak)  # the watcher resets tracemalloc's peak as it goes
         snapshot = watcher.snapshot
         tracemalloc.stop()
-        if response.status_code != 200:
-            raise BenchError(f"in-process POST /mlflow/runs answered {response.status_code}")
-        sites = top_sites(snapshot, top) if snapshot else None
+        if status != 200:
+            raise BenchError(f"in-process {label} POST /mlflow/runs answered "
+                             f"{status} after {seconds:.0f} s")
         results[label] = {"seconds_traced": seconds, "bytes": size, "sha256": digest.hexdigest(),
-                          "x_cache": response.headers.get("X-Cache"),
-                          "traced_peak": peak, "traced_after": current,
-                          "snapshot_near_peak": sites}
-        del snapshot, sites, watcher
+                          "x_cache": x_cache, "traced_peak": peak, "traced_after": current,
+                          "peak_reached": watcher.describe_peak(),
+                          "timeline": watcher.describe_timeline(),
+                          "snapshot_near_peak": top_sites(snapshot, top) if snapshot else None}
+        del snapshot, watcher
         print(f"  in-process {label}: {size:,} bytes, X-Cache {results[label]['x_cache']}, "
               f"traced peak {mib(peak)} MiB ({peak / size:.2f}x the JSON), "
               f"{mib(current)} MiB still held after ({seconds:.1f} s under tracing)", flush=True)
@@ -417,17 +558,32 @@ def print_report(results: dict, ratio: dict, profile: dict | None):
                   f"growth over its RSS before {r['request_growth_over_json']:.2f}x the JSON size")
     if not profile:
         return
+    if "error" in profile:
+        print(f"\ntracemalloc profile failed: {profile['error']}")
+        return
     for label, p in profile.items():
-        sites = p["snapshot_near_peak"]
+        sites, where = p["snapshot_near_peak"], p["peak_reached"]
         print(f"\ntracemalloc, in-process {label} request: traced peak {mib(p['traced_peak'])} MiB "
               f"({p['traced_peak'] / p['bytes']:.2f}x the JSON), held after "
               f"{mib(p['traced_after'])} MiB")
+        if where:
+            print(f"  peak reached in thread {where['thread']} between\n    {where['after']}\n"
+                  f"    {where['before']}  (traced there: {mib(where['traced_at_next_event'])} MiB)")
+        if p["timeline"]:
+            print("  timeline (an entry per 16 MiB move; s under tracing | traced MiB | "
+                  "peak since the previous entry MiB | at):")
+            for entry in p["timeline"]:
+                print(f"    {entry['seconds']:7.1f} {mib(entry['traced']):>7} "
+                      f"{mib(entry['peak_since_previous']):>7}  {entry['at']}")
         if not sites:
             continue
-        print(f"  closest snapshot to the peak: {mib(sites['total'])} MiB traced; top sites "
-              "(allocating line | app line that led there):")
-        for a, b in zip(sites["by_line"], sites["by_app_line"]):
-            print(f"    {mib(a['bytes']):>8} MiB {a['site']:<48} | {mib(b['bytes']):>8} MiB {b['site']}")
+        print(f"  closest snapshot to the peak: {mib(sites['total'])} MiB traced")
+        for title, key in (("by allocating line", "by_line"),
+                           ("by the app/ line that led there", "by_app_line")):
+            print(f"  top sites {title}:")
+            for site in sites[key]:
+                if site["bytes"] >= MIB / 10:  # the long tail is noise
+                    print(f"    {mib(site['bytes']):>7} MiB {site['site']:<34} {site['code']}")
 
 
 def write_json(path: Path, args, seeded: dict, worker: dict, results: dict, ratio: dict,
@@ -437,7 +593,8 @@ def write_json(path: Path, args, seeded: dict, worker: dict, results: dict, rati
         "dataset": {"experiment": EXPERIMENT, "run": RUN_NAME, "metric": METRIC,
                     "points": args.points, "nan_every": NAN_EVERY, **seeded},
         "settings": {"gunicorn_workers": 1, "gunicorn_threads": 2, "cache": "in-process",
-                     "http_timeout": HTTP_TIMEOUT, "verify": args.verify},
+                     "http_timeout": HTTP_TIMEOUT, "verify": args.verify,
+                     "service_env": args.service_env},
         "worker": worker,
         "results": results,
         "ratios": ratio,
@@ -459,7 +616,14 @@ def parse_args():
     parser.add_argument("--tracemalloc", action="store_true",
                         help="then profile both requests in-process under tracemalloc (slow)")
     parser.add_argument("--top", type=int, default=12, help="allocation sites to list (default 12)")
+    parser.add_argument("--service-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="extra environment for gunicorn, for experiments (repeatable), "
+                             "e.g. MALLOC_ARENA_MAX=2")
     args = parser.parse_args()
+    try:
+        args.service_env = dict(item.split("=", 1) for item in args.service_env)
+    except ValueError:
+        parser.error("--service-env takes NAME=VALUE")
     if args.points < 2:
         parser.error("--points must be at least 2")
     return args
@@ -483,7 +647,8 @@ def run(args, stack: contextlib.ExitStack):
         step(f"MlflowClient.get_metric_history read {args.points:,} points back "
              f"in {time.monotonic() - t0:.1f} s")
 
-    step("starting MLflow (basic auth)")
+    sources = [app_sources()]  # the service's code, which may change under us
+    step(f"starting MLflow (basic auth); service sources {sources[0]}")
     stack.enter_context(server)
     proxy = stack.enter_context(MlflowProxy(server.uri))
     username, password = server.admin
@@ -491,11 +656,12 @@ def run(args, stack: contextlib.ExitStack):
             "run_id": run_id, "http_timeout": HTTP_TIMEOUT}
     check = lambda content: check_runs_payload(content, run_id, args.points)  # noqa: E731
 
-    with service(work, None, workers=1, threads=2) as svc:
+    with service(work, None, workers=1, threads=2, extra_env=args.service_env) as svc:
         pid = the_worker(svc.master.pid, svc.log)
         worker = {"pid": pid, "at_start": memory(pid)}
         step(f"MLflow {server.uri} (proxy {proxy.uri}), service {svc.base} (worker pid {pid}, "
-             f"RSS {mib(worker['at_start']['VmRSS'])} MiB)")
+             f"RSS {mib(worker['at_start']['VmRSS'])} MiB"
+             + (f", extra env {args.service_env})" if args.service_env else ")"))
         session = stack.enter_context(requests.Session())
         session.trust_env = False
 
@@ -503,12 +669,15 @@ def run(args, stack: contextlib.ExitStack):
             return post_runs(session, svc.base, body, sink, svc.log)
 
         results = {}
-        step(f"cold: POST /mlflow/runs (run_id {run_id}), every point from MLflow")
+        step(f"cold: POST /mlflow/runs (run_id {run_id}), every point from MLflow "
+             f"({math.ceil(args.points / HISTORY_PAGE)} get-history pages expected)")
         results["cold"] = measure("cold", call, pid, proxy, work / "cold.json", check)
         step("cached: the same request again, from the worker's in-process cache")
         results["cached"] = measure("cached", call, pid, proxy, work / "cached.json", check)
         if the_worker(svc.master.pid, svc.log) != pid:
             raise BenchError("the gunicorn worker was replaced during the run\n" + tail(svc.log))
+    sources.append(app_sources())
+    worker["sources"] = sources[0]
     if results["cached"]["history_pages"]:
         print("  warning: the second request fetched history from MLflow: not served from cache")
     if results["cached"]["sha256"] != results["cold"]["sha256"]:
@@ -517,9 +686,18 @@ def run(args, stack: contextlib.ExitStack):
     profile = None
     if args.tracemalloc:
         step("tracemalloc: the same two requests in this process (create_app + test client)")
-        profile = profile_in_process(dict(body, tracking_uri=server.uri), args.top)
-        if profile["cold"]["sha256"] != results["cold"]["sha256"]:
-            print("  note: the in-process answer is not byte-identical to gunicorn's")
+        try:
+            profile = profile_in_process(dict(body, tracking_uri=server.uri), args.top)
+        except BenchError as exc:  # keep the gunicorn results
+            print(f"  tracemalloc profile failed: {exc}")
+            profile = {"error": str(exc)}
+        else:
+            if profile["cold"]["sha256"] != results["cold"]["sha256"]:
+                print("  note: the in-process answer is not byte-identical to gunicorn's")
+    sources.append(app_sources())
+    if len(set(sources)) > 1:
+        print(f"  warning: app/ changed during the run (sources {' -> '.join(sources)}): "
+              "the figures may mix versions")
     return seeded, worker, results, profile
 
 

@@ -45,6 +45,7 @@ from tests.support.proxy import MlflowProxy  # noqa: E402
 EXPERIMENT = "bench-exp"
 RUNS, METRICS, STEPS = 10, 20, 1000
 METRIC_KEYS = [f"metric_{i:02d}" for i in range(METRICS)]
+MLFLOW_WORKERS = 4  # what `mlflow server` runs by default
 
 
 # -- setup --------------------------------------------------------------------------
@@ -280,7 +281,7 @@ def parse_args():
 
 def run(args, stack: contextlib.ExitStack) -> dict:
     work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-runs-")))
-    server = MlflowServer(work / "mlflow", auth=True)
+    server = MlflowServer(work / "mlflow", auth=True, workers=MLFLOW_WORKERS)
     server.data_dir.mkdir()
 
     step(f"seeding {RUNS} runs x {METRICS} metrics x {STEPS} steps into {server.db_uri}")

@@ -86,11 +86,12 @@ class Service(NamedTuple):
 
 
 @contextlib.contextmanager
-def service(work: Path, redis_url: str | None, *, workers: int = 2, threads: int | None = None):
+def service(work: Path, redis_url: str | None, *, workers: int = 2, threads: int | None = None,
+            extra_env: dict[str, str] | None = None):
     """Our service under gunicorn; yields a ``Service``.
 
     ``redis_url`` None: no Redis settings at all, so each worker caches in-process.
-    ``threads`` None: gunicorn.conf.py's default.
+    ``threads`` None: gunicorn.conf.py's default. ``extra_env`` is applied last.
     """
     port = free_port()
     log = work / "gunicorn.log"
@@ -102,6 +103,7 @@ def service(work: Path, redis_url: str | None, *, workers: int = 2, threads: int
         env["REDIS_URL"] = redis_url
     if threads is not None:
         env["GUNICORN_THREADS"] = str(threads)
+    env.update(extra_env or {})
     cmd = [str(REPO / ".venv/bin/gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"]
     base = f"http://{LOOPBACK}:{port}"
     with process_group(cmd, log, cwd=REPO, env=env) as proc:
