@@ -99,5 +99,5 @@ class Runs(MethodView):
         # Pre-encoded JSON (cached runs are written as stored bytes): no marshmallow dump.
         # Written piece by piece (a large history is not copied into one body).
         return current_app.response_class(
-            answer.chunks, mimetype="application/json",
+            iter(answer), mimetype="application/json",
             headers={"X-Cache": answer.cache, "Content-Length": str(answer.length)})
