@@ -106,7 +106,10 @@ class RunCache:
     # --- keys ------------------------------------------------------------
 
     def mac(self, *parts) -> str:
-        message = "\0".join("" if p is None else str(p) for p in parts).encode()
+        # A JSON array, not a joined string: ("a:b", "c") and ("a", "b:c") must differ,
+        # or one caller's credentials could be made to match another's grant.
+        message = orjson.dumps([p if p is None or isinstance(p, (int, str)) else str(p)
+                                for p in parts])
         return hmac.new(self.secret, message, hashlib.sha256).hexdigest()
 
     @staticmethod

@@ -35,3 +35,11 @@ def test_serializer_round_trips_and_refuses_pickle():
     import pickle
     assert serializer.loads(pickle.dumps({"x": 1})) is None
     assert serializer.loads(b"!" + pickle.dumps({"x": 1})) is None
+
+
+def test_macs_keep_fields_apart():
+    from app.cache import RunCache
+    cache = RunCache(None, secret=b"k", run_ttl=1, list_ttl=1, auth_ttl=1, kind="x")
+    assert cache.mac("u", "a\0b", "c") != cache.mac("u", "a", "b\0c")
+    assert cache.mac(None, "p") != cache.mac("", "p")
+    assert cache.mac("u", "p") == cache.mac("u", "p")
