@@ -29,7 +29,6 @@ import json
 import linecache
 import math
 import os
-import signal
 import sqlite3
 import sys
 import tempfile
@@ -45,7 +44,7 @@ import orjson  # noqa: E402
 import requests  # noqa: E402
 
 from bench.common import (  # noqa: E402
-    REQUEST_TIMEOUT, BenchError, isolate_environment, service, step, tail,
+    REQUEST_TIMEOUT, BenchError, run_bench, service, step, tail,
 )
 from tests.support.mlflow_server import BASE_TIME_MS, MlflowServer, _client, _db_path  # noqa: E402
 from tests.support.proxy import MlflowProxy  # noqa: E402
@@ -703,17 +702,7 @@ def run(args, stack: contextlib.ExitStack):
 
 def main():
     args = parse_args()
-    isolate_environment()
-    # SIGTERM unwinds like Ctrl-C, so the finally blocks stop every process we started.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        with contextlib.ExitStack() as stack:
-            seeded, worker, results, profile = run(args, stack)
-            step("stopping")
-    except BenchError as exc:
-        sys.exit(f"benchmark failed: {exc}")
-    except KeyboardInterrupt:
-        sys.exit("interrupted; everything started was stopped")
+    seeded, worker, results, profile = run_bench(run, args)
     ratio = ratios(results)
     print_report(results, ratio, profile)
     write_json(args.out, args, seeded, worker, results, ratio, profile)

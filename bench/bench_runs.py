@@ -20,7 +20,6 @@ import argparse
 import contextlib
 import json
 import os
-import signal
 import statistics
 import sys
 import tempfile
@@ -34,8 +33,8 @@ import redis  # noqa: E402
 import urllib3  # noqa: E402
 
 from bench.common import (  # noqa: E402
-    LOOPBACK, REQUEST_TIMEOUT, BenchError, isolate_environment, process_group, service, step,
-    tail, wait_until,
+    LOOPBACK, REQUEST_TIMEOUT, BenchError, process_group, service, step,
+    tail, wait_until, run_bench,
 )
 from tests.support.mlflow_server import (  # noqa: E402
     BASE_TIME_MS, LONG_METRIC_BATCH, MlflowServer, _client, free_port,
@@ -325,17 +324,7 @@ def run(args, stack: contextlib.ExitStack) -> dict:
 
 def main():
     args = parse_args()
-    isolate_environment()
-    # SIGTERM unwinds like Ctrl-C, so the finally blocks stop every process we started.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        with contextlib.ExitStack() as stack:
-            results = run(args, stack)
-            step("stopping")
-    except BenchError as exc:
-        sys.exit(f"benchmark failed: {exc}")
-    except KeyboardInterrupt:
-        sys.exit("interrupted; everything started was stopped")
+    results = run_bench(run, args)
     ratios = speedups(results)
     print_report(results, ratios)
     write_json(args.out, args, results, ratios)

@@ -7,6 +7,7 @@ import os
 import secrets
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -112,3 +113,20 @@ def service(work: Path, redis_url: str | None, *, workers: int = 2, threads: int
             return requests.post(f"{base}/health", json={"bogus": 1}, timeout=2).status_code == 422
         wait_until(ready, proc, log, "gunicorn")
         yield Service(base, log, proc)
+
+
+def run_bench(run, args):
+    """``run(args, stack)`` with everything it starts stopped at the end, on a failure,
+    on Ctrl-C or on SIGTERM; exits with a message on the last three."""
+    isolate_environment()
+    # SIGTERM unwinds like Ctrl-C, so the finally blocks stop every process we started.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        with contextlib.ExitStack() as stack:
+            outcome = run(args, stack)
+            step("stopping")
+            return outcome
+    except BenchError as exc:
+        sys.exit(f"benchmark failed: {exc}")
+    except KeyboardInterrupt:
+        sys.exit("interrupted; everything started was stopped")

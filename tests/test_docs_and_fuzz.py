@@ -1,6 +1,5 @@
 """Interactive docs from local assets, and schemathesis against /openapi.json."""
 import marshmallow as ma
-import pytest
 import schemathesis
 from schemathesis.checks import not_a_server_error
 from hypothesis import HealthCheck, settings
