@@ -108,7 +108,7 @@ class RunCache:
     def mac(self, *parts) -> str:
         # A JSON array, not a joined string: ("a:b", "c") and ("a", "b:c") must differ,
         # or one caller's credentials could be made to match another's grant.
-        message = orjson.dumps([p if p is None or isinstance(p, (int, str)) else str(p)
+        message = orjson.dumps([p if p is None or isinstance(p, (int, str, list)) else str(p)
                                 for p in parts])
         return hmac.new(self.secret, message, hashlib.sha256).hexdigest()
 
@@ -122,7 +122,8 @@ class RunCache:
                                    experiment_id)
 
     def list_key(self, target, query: dict) -> str:
-        fields = ("experiment_name", "experiment_id", "run_id", "limit", "include_deleted")
+        fields = ("experiment_name", "experiment_id", "run_id", "limit", "include_deleted",
+                  "filter_string", "order_by")
         return "list:" + self.mac(normalize_uri(target.uri), target.username, target.password,
                                   *(query.get(f) for f in fields))
 

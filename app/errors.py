@@ -36,6 +36,13 @@ UpstreamError = http.BadGateway                # 502 TLS, unreachable, MLflow er
 UpstreamTimeout = http.GatewayTimeout          # 504 http_timeout spent
 
 
+def invalid_fields(messages: dict) -> http.UnprocessableEntity:
+    """A 422 that names its fields, like a schema validation error does."""
+    error = InvalidInput()
+    error.data = {"errors": messages}
+    return error
+
+
 def error_payload(error: http.HTTPException):
     """Build the JSON body and status for any HTTPException."""
     data = getattr(error, "data", None) or {}

@@ -59,9 +59,9 @@ class MlflowTarget:
 class Declined(Exception):
     """MLflow answered a status the caller asked to handle itself."""
 
-    def __init__(self, status: int):
-        super().__init__(status)
-        self.status = status
+    def __init__(self, status: int, message: str = ""):
+        super().__init__(status, message)
+        self.status, self.message = status, message
 
 
 class Deadline:
@@ -144,7 +144,7 @@ class MlflowGateway:
                 break
             time.sleep(pause)
         if response.status_code in decline:
-            raise Declined(response.status_code)
+            raise Declined(response.status_code, _mlflow_message(response))
         return self._decode(response)
 
     def _send(self, method, url, params, body):
@@ -210,11 +210,19 @@ class MlflowGateway:
     def get_run(self, run_id: str):
         return self.call("GET", f"{API}/runs/get", params={"run_id": run_id})["run"]
 
-    def search_runs(self, experiment_ids, limit: int, view_type="ACTIVE_ONLY"):
-        """Up to ``limit`` runs, newest first, paging as MLflow requires."""
+    def search_runs(self, experiment_ids, limit: int, view_type="ACTIVE_ONLY", *,
+                    filter_string=None, order_by=None):
+        """Up to ``limit`` runs (newest first unless ``order_by``), paging as MLflow requires.
+
+        A caller's filter or ordering that MLflow rejects (400) raises ``Declined``.
+        """
         body = {"experiment_ids": list(experiment_ids), "run_view_type": view_type,
-                "order_by": ["attributes.start_time DESC"]}
-        pages = self._pages("POST", f"{API}/runs/search", "runs", body, limit=limit)
+                "order_by": order_by or ["attributes.start_time DESC"]}
+        if filter_string:
+            body["filter"] = filter_string
+        decline = (400,) if filter_string or order_by else ()
+        pages = self._pages("POST", f"{API}/runs/search", "runs", body, limit=limit,
+                            decline=decline)
         return [run for page in pages for run in page]
 
     def get_metric_history_bulk(self, run_ids, key: str):
@@ -250,7 +258,7 @@ class MlflowGateway:
         pages = self._pages("GET", f"{API}/metrics/get-history", "metrics", params)
         return history.concat(history.from_records(page) for page in pages)
 
-    def _pages(self, method, endpoint, items_key, request, *, limit=None):
+    def _pages(self, method, endpoint, items_key, request, *, limit=None, decline=()):
         """Yield each page's items, following ``next_page_token`` (until ``limit`` items)."""
         seen, token = 0, None
         while True:
@@ -258,7 +266,7 @@ class MlflowGateway:
             if limit is not None:
                 page["max_results"] = min(limit - seen, self.search_page_size)
             where = {"params": page} if method == "GET" else {"body": page}
-            data = self.call(method, endpoint, **where)
+            data = self.call(method, endpoint, decline=decline, **where)
             items = data.get(items_key, [])
             yield items
             seen += len(items)

@@ -76,6 +76,15 @@ class RunsQuerySchema(ConnectionSchema):
         load_default=True, metadata={"description": "Include every step of every metric"})
     include_deleted = StrictBoolean(
         load_default=False, metadata={"description": "Also return deleted runs"})
+    filter_string = fields.String(
+        load_default=None, allow_none=True, validate=validate.Length(min=1, max=4000),
+        metadata={"description": "MLflow run search filter, e.g. \"metrics.val_acc > 0.9 "
+                                 "and params.lr = '0.001'\"; with run_id, the run only if it matches"})
+    order_by = fields.List(
+        fields.String(validate=validate.Length(min=1, max=300)), load_default=None,
+        allow_none=True, validate=validate.Length(min=1, max=10),
+        metadata={"description": "MLflow run search order, e.g. [\"metrics.val_acc DESC\"]; "
+                                 "default newest first"})
     refresh = StrictBoolean(
         load_default=False, metadata={"description": "Ask MLflow even if the runs are cached"})
 

@@ -4,6 +4,7 @@ The result, a *listing*, is plain JSON (it may be cached): the experiment named 
 the query (or None) and the selected runs' metadata, newest first.
 """
 from app import errors
+from app.gateway import Declined
 
 # MLflow runs/search takes a list of experiments; keep each call's list (and the
 # SQL IN clause behind it) modest.
@@ -12,15 +13,16 @@ EXPERIMENTS_PER_SEARCH = 500
 
 def select(gateway, query) -> dict:
     experiment = resolve_experiment(gateway, query)
-    view = "ALL" if query["include_deleted"] else "ACTIVE_ONLY"
     if query["run_id"] is not None:
         run = one_run(gateway, query, experiment)
         experiment = experiment or gateway.get_experiment(run["info"]["experiment_id"])
         runs = [run]
-    elif experiment is not None:
-        runs = gateway.search_runs([experiment["experiment_id"]], query["limit"], view)
+        if query.get("filter_string"):  # the run, if it matches (MLflow's id, not the caller's)
+            narrowed = f"attributes.run_id = '{run['info']['run_id']}' and {query['filter_string']}"
+            runs = search(gateway, dict(query, filter_string=narrowed), [experiment["experiment_id"]])
     else:
-        runs = newest_runs(gateway, query["limit"], view)
+        ids = [experiment["experiment_id"]] if experiment else None
+        runs = search(gateway, query, ids)
     return {"experiment": experiment and {"experiment_id": experiment["experiment_id"],
                                           "name": experiment["name"]},
             "runs": [slim(run) for run in runs]}
@@ -59,14 +61,27 @@ def one_run(gateway, query, experiment):
     return run
 
 
-def newest_runs(gateway, limit, view):
-    """No selector: the most recent runs across all active experiments."""
-    ids = [e["experiment_id"] for e in gateway.search_experiments()]
+def search(gateway, query, experiment_ids=None):
+    """The first ``limit`` runs of these experiments (default: every active one you
+    may read), newest first or by ``order_by``, passing ``filter_string`` to MLflow."""
+    view = "ALL" if query["include_deleted"] else "ACTIVE_ONLY"
+    options = {"filter_string": query.get("filter_string"), "order_by": query.get("order_by")}
+    if experiment_ids is None:
+        experiment_ids = [e["experiment_id"] for e in gateway.search_experiments()]
+    # Newest-first results can be merged across calls; any other order needs one call.
+    step = EXPERIMENTS_PER_SEARCH if not options["order_by"] else max(1, len(experiment_ids))
     found = []
-    for start in range(0, len(ids), EXPERIMENTS_PER_SEARCH):
-        found += gateway.search_runs(ids[start:start + EXPERIMENTS_PER_SEARCH], limit, view)
-    found.sort(key=lambda r: int(r["info"].get("start_time") or 0), reverse=True)
-    return found[:limit]
+    try:
+        for start in range(0, len(experiment_ids), step):
+            found += gateway.search_runs(experiment_ids[start:start + step], query["limit"],
+                                         view, **options)
+    except Declined as refused:
+        given = [field for field in ("filter_string", "order_by") if options[field]]
+        raise errors.invalid_fields(
+            {field: [f"MLflow rejected it: {refused.message}"] for field in given}) from None
+    if len(experiment_ids) > step:
+        found.sort(key=lambda r: int(r["info"].get("start_time") or 0), reverse=True)
+    return found[:query["limit"]]
 
 
 def slim(run):

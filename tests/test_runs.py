@@ -230,3 +230,34 @@ def test_non_ascii_credentials_are_sent_as_utf8(client, as_user, mlflow_server):
                 username="zoë", password="pässwörd-ünïcode-✓")
     assert post_runs(client, body)["total_runs"] == len(SHARED_ACTIVE)
     post_runs(client, dict(body, password="pässwörd-ünïcode-✗"), status=401)
+
+
+def test_filter_string_and_order_by_go_to_mlflow(client, as_user, mlflow_server):
+    def names(**fields):
+        body = as_user(experiment_name="shared-exp", include_metric_history=False, **fields)
+        return [r["run_name"] for r in post_runs(client, body)["runs"]]
+
+    assert names(filter_string="params.learning_rate = '0.001'") == ["finished"]
+    assert set(names(filter_string="metrics.train_loss < 0.3")) == {"finished", "running", "failed"}
+    assert names(order_by=["attributes.run_name ASC"]) == sorted(SHARED_ACTIVE)
+    assert names(order_by=["attributes.run_name DESC"], limit=2) == sorted(SHARED_ACTIVE)[::-1][:2]
+    across = post_runs(client, as_user(filter_string="params.batch_size = '16'",
+                                       include_metric_history=False))
+    assert [r["run_name"] for r in across["runs"]] == ["finished"]
+
+
+def test_filter_string_with_run_id_narrows(client, as_user, mlflow_server):
+    run_id = mlflow_server.ids["runs"]["finished"]
+    body = as_user(run_id=run_id, include_metric_history=False)
+    assert post_runs(client, dict(body, filter_string="params.batch_size = '16'"))["total_runs"] == 1
+    assert post_runs(client, dict(body, filter_string="params.batch_size = '32'"))["total_runs"] == 0
+
+
+@pytest.mark.parametrize("fields, field", [
+    ({"filter_string": "metrics.val_acc >>> 2"}, "filter_string"),
+    ({"order_by": ["metrics.train_loss SIDEWAYS"]}, "order_by"),
+])
+def test_filters_mlflow_rejects_are_422(client, as_user, fields, field):
+    body = post_runs(client, as_user(experiment_name="shared-exp", **fields), status=422)
+    assert "MLflow rejected" in body["message"] and field in body["message"]
+    assert list(body["errors"]) == [field]
