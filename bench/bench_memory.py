@@ -44,7 +44,8 @@ import orjson  # noqa: E402
 import requests  # noqa: E402
 
 from bench.common import (  # noqa: E402
-    REQUEST_TIMEOUT, BenchError, run_bench, service, step, tail,
+    REQUEST_TIMEOUT, BenchError, add_service_env_option, parse_service_env, run_bench,
+    service, step, tail,
 )
 from tests.support.mlflow_server import BASE_TIME_MS, MlflowServer, _client, _db_path  # noqa: E402
 from tests.support.proxy import MlflowProxy  # noqa: E402
@@ -615,14 +616,9 @@ def parse_args():
     parser.add_argument("--tracemalloc", action="store_true",
                         help="then profile both requests in-process under tracemalloc (slow)")
     parser.add_argument("--top", type=int, default=12, help="allocation sites to list (default 12)")
-    parser.add_argument("--service-env", action="append", default=[], metavar="NAME=VALUE",
-                        help="extra environment for gunicorn, for experiments (repeatable), "
-                             "e.g. MALLOC_ARENA_MAX=2")
+    add_service_env_option(parser)
     args = parser.parse_args()
-    try:
-        args.service_env = dict(item.split("=", 1) for item in args.service_env)
-    except ValueError:
-        parser.error("--service-env takes NAME=VALUE")
+    parse_service_env(parser, args)
     if args.points < 2:
         parser.error("--points must be at least 2")
     return args

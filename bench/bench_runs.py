@@ -34,7 +34,7 @@ import urllib3  # noqa: E402
 
 from bench.common import (  # noqa: E402
     LOOPBACK, REQUEST_TIMEOUT, BenchError, process_group, service, step,
-    tail, wait_until, run_bench,
+    tail, wait_until, run_bench, add_service_env_option, parse_service_env,
 )
 from tests.support.mlflow_server import (  # noqa: E402
     BASE_TIME_MS, LONG_METRIC_BATCH, MlflowServer, _client, free_port,
@@ -278,7 +278,9 @@ def parse_args():
     parser.add_argument("--cold-repeats", type=int, default=3,
                         help="cold requests, each after FLUSHALL (default 3)")
     parser.add_argument("--out", type=Path, default=REPO / "bench/out/bench_runs.json")
+    add_service_env_option(parser)
     args = parser.parse_args()
+    parse_service_env(parser, args)
     if min(args.repeats, args.baseline_repeats, args.cold_repeats) < 1:
         parser.error("repeat counts must be at least 1")
     return args
@@ -296,7 +298,8 @@ def run(args, stack: contextlib.ExitStack) -> dict:
     stack.enter_context(server)
     proxy = stack.enter_context(MlflowProxy(server.uri))
     cache, redis_url = stack.enter_context(redis_server(work))
-    base, log, _ = stack.enter_context(service(work, redis_url, workers=2))
+    base, log, _ = stack.enter_context(service(work, redis_url, workers=2,
+                                               extra_env=args.service_env))
     step(f"MLflow {server.uri} (proxy {proxy.uri}), Redis {redis_url}, service {base}")
 
     username, password = server.admin

@@ -130,3 +130,17 @@ def run_bench(run, args):
         sys.exit(f"benchmark failed: {exc}")
     except KeyboardInterrupt:
         sys.exit("interrupted; everything started was stopped")
+
+
+def add_service_env_option(parser):
+    parser.add_argument("--service-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="extra environment for gunicorn, for experiments (repeatable), "
+                             "e.g. MLFLOW_CONCURRENCY=16")
+
+
+def parse_service_env(parser, args):
+    """--service-env NAME=VALUE ... -> a dict, in place."""
+    try:
+        args.service_env = dict(item.split("=", 1) for item in args.service_env)
+    except ValueError:
+        parser.error("--service-env takes NAME=VALUE")
