@@ -31,7 +31,6 @@ class _Fetcher:
     def __init__(self, gateway, concurrency):
         self.gateway = gateway
         self.pool = ThreadPoolExecutor(max_workers=max(1, concurrency))
-        self.bulk_ok = True      # until the server shows it has no bulk endpoint
         self.pending = {}        # future -> ("bulk", key, run_ids) or ("run", key, run_id)
         self.found = {}
 
@@ -46,7 +45,7 @@ class _Fetcher:
         return self.found
 
     def _submit_batch(self, key, run_ids):
-        if len(run_ids) > 1 and self.bulk_ok:
+        if len(run_ids) > 1:
             future = self.pool.submit(self.gateway.get_metric_history_bulk, run_ids, key)
             self.pending[future] = ("bulk", key, run_ids)
         else:
@@ -64,9 +63,9 @@ class _Fetcher:
             return
         try:
             by_run, complete = future.result()
-        except Declined as declined:
-            if declined.status in (404, 405):
-                self.bulk_ok = False
+        except Declined:
+            # Every batch is already under way by now, so a server without the bulk
+            # route costs one quick refusal per metric key, not a wait for the first.
             by_run, complete = {}, set()
         for run_id in ids:
             if run_id in complete:
