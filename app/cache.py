@@ -5,6 +5,10 @@ What is stored, all through flask-caching with a JSON serializer (never pickle):
 * ``run:<uri digest>:<run id>`` - a finished run as the exact JSON bytes of the
   response's run object, behind a MAC line and a header line (status, experiment,
   fingerprint). TTL ``RUN_CACHE_TTL``: finished runs can still be written to.
+* ``run:<uri digest>:<run id>:series:<metric key digest>`` - one metric of a finished
+  run, complete, as numpy columns (steps, timestamps, values) for the views that
+  select, cut or thin histories (metric_keys, since_step, max_points, CSV). Sealed
+  and expiring like the run entries.
 * ``list:<MAC of caller and query>`` - which runs a query selected, with their
   metadata. TTL ``RUN_LIST_TTL``; per caller, since MLflow filters searches by
   permission.
@@ -117,13 +121,18 @@ class RunCache:
         digest = hashlib.sha256(normalize_uri(uri).encode()).hexdigest()[:32]
         return f"run:{digest}:{run_id}"
 
+    @classmethod
+    def series_key(cls, uri: str, run_id: str, metric_key: str) -> str:
+        # Metric keys may hold spaces, slashes, any Unicode: digest them.
+        return f"{cls.run_key(uri, run_id)}:series:{hashlib.sha256(metric_key.encode()).hexdigest()[:32]}"
+
     def grant_key(self, target, experiment_id) -> str:
         return "grant:" + self.mac(normalize_uri(target.uri), target.username, target.password,
                                    experiment_id)
 
     def list_key(self, target, query: dict) -> str:
         fields = ("experiment_name", "experiment_id", "run_id", "limit", "include_deleted",
-                  "filter_string", "order_by")
+                  "filter_string", "order_by", "run_ids", "run_status")
         return "list:" + self.mac(normalize_uri(target.uri), target.username, target.password,
                                   *(query.get(f) for f in fields))
 
@@ -194,17 +203,18 @@ class RunCache:
 
     # --- finished runs ---------------------------------------------------
 
-    def get_runs(self, keys):
-        """{key: (header, run JSON bytes)} for the keys found intact and sealed by us."""
+    def get_entries(self, keys):
+        """{key: (header, payload view)} for the keys found intact and sealed by us."""
         if not keys or self.run_ttl <= 0:
             return {}
         values = self._call("get_many", *keys, default=[None] * len(keys))
         entries = {key: self._open(key, value) for key, value in zip(keys, values)}
         return {key: entry for key, entry in entries.items() if entry}
 
-    def set_run(self, key, header: dict, run_json: bytes):
+    def set_entry(self, key, header: dict, payload: bytes):
+        """A finished run's JSON, or one of its metrics' columns (``history.to_bytes``)."""
         if self.run_ttl > 0:
-            self._call("set", key, self._seal(key, header, run_json), self.run_ttl)
+            self._call("set", key, self._seal(key, header, payload), self.run_ttl)
 
     # --- single flight ---------------------------------------------------
 

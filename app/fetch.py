@@ -5,6 +5,10 @@ of one per run). Runs the bulk answer may have cut short (its silent 25,000-poin
 cap), batches it refused (a 403 for one run must not hide the others; 404/405 from a
 server or proxy without the ajax routes), and single runs are fetched per run with
 the paged get-history, which is always complete.
+
+With ``since_step`` (a live run's poll), MLflow's bulk-interval endpoint returns only
+the points after it, for every run of a batch (even a batch of one); a run whose
+answer may have been sampled is fetched in full instead, and cut by the caller.
 """
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
@@ -14,12 +18,13 @@ from app.gateway import BULK_MAX_RUNS, Declined
 EMPTY = history.from_records([])
 
 
-def fetch_histories(gateway, wanted, concurrency):
-    """{(run_id, key): history.Series} for every (run_id, key) pair in ``wanted``."""
+def fetch_histories(gateway, wanted, concurrency, since_step=None):
+    """{(run_id, key): history.Series} for every (run_id, key) pair in ``wanted``: the
+    complete history, or with ``since_step`` at least every point after that step."""
     by_key = {}
     for run_id, key in wanted:
         by_key.setdefault(key, []).append(run_id)
-    fetcher = _Fetcher(gateway, concurrency)
+    fetcher = _Fetcher(gateway, concurrency, since_step)
     try:
         return fetcher.run(by_key)
     finally:
@@ -28,8 +33,9 @@ def fetch_histories(gateway, wanted, concurrency):
 
 
 class _Fetcher:
-    def __init__(self, gateway, concurrency):
+    def __init__(self, gateway, concurrency, since_step=None):
         self.gateway = gateway
+        self.since_step = since_step
         self.pool = ThreadPoolExecutor(max_workers=max(1, concurrency))
         self.pending = {}        # future -> ("bulk", key, run_ids) or ("run", key, run_id)
         self.found = {}
@@ -45,7 +51,11 @@ class _Fetcher:
         return self.found
 
     def _submit_batch(self, key, run_ids):
-        if len(run_ids) > 1:
+        if self.since_step is not None:
+            future = self.pool.submit(self.gateway.get_metric_history_since, run_ids, key,
+                                      self.since_step)
+            self.pending[future] = ("bulk", key, run_ids)
+        elif len(run_ids) > 1:
             future = self.pool.submit(self.gateway.get_metric_history_bulk, run_ids, key)
             self.pending[future] = ("bulk", key, run_ids)
         else:

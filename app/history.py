@@ -52,26 +52,99 @@ def concat(parts) -> Series:
 
 def ordered(series: Series) -> Series:
     """By step, then timestamp; stable, so equal pairs keep MLflow's order."""
+    if _is_ordered(series):  # the usual case: no copy of a history that may be huge
+        return series
     order = np.lexsort((series.timestamps, series.steps))
     return Series(*(column[order] for column in series))
 
 
-def encode_metric(metric_name, series: Series) -> list:
-    """The contract's metric history object as JSON, in pieces for one final join.
+def window(series: Series, since_step=None, since_timestamp=None) -> Series:
+    """Only the points logged after ``since_step`` and/or ``since_timestamp`` (both, if both)."""
+    if since_step is None and since_timestamp is None:
+        return series
+    keep = np.ones(series.size, dtype=bool)
+    if since_step is not None:
+        keep &= series.steps > since_step
+    if since_timestamp is not None:
+        keep &= series.timestamps > since_timestamp
+    return Series(*(column[keep] for column in series))
 
-    Points are ordered by step, then timestamp; NaN/Infinity are null;
-    min/max are over the finite values only.
-    """
-    series = ordered(series)
+
+def stats(series: Series) -> dict:
+    """total_points, min/max over the finite values, and the last value (of an ordered series)."""
     finite = series.values[~np.isnan(series.values)]
-    stats = {
+    return {
         "total_points": series.size,
         "min_value": float(finite.min()) if finite.size else None,
         "max_value": float(finite.max()) if finite.size else None,
         "last_value": finite_or_none(series.values[-1]) if series.size else None,
     }
+
+
+def downsample(series: Series, max_points: int) -> Series:
+    """At most ``max_points`` points of an ordered series, for plotting.
+
+    Keeps the first and the last point and, in each of equal-sized buckets of the
+    points between them, the lowest and the highest finite value and the first NaN
+    (a loss spike or a NaN blow-up is never hidden; the global min and max are
+    always kept). Fewer points than ``max_points`` come back unchanged.
+    """
+    if series.size <= max_points:
+        return series
+    inner = series.values[1:-1]
+    nan = np.isnan(inner)
+    slots = 3 if nan.any() else 2
+    buckets = max(1, (max_points - 2) // slots)
+    width = -(-inner.size // buckets)          # ceil: every point falls in a bucket
+    rows = -(-inner.size // width)
+    pad = rows * width - inner.size
+    offsets = np.arange(rows) * width
+
+    def per_bucket(column, fill):
+        return np.concatenate([column, np.full(pad, fill, dtype=column.dtype)]).reshape(rows, width)
+
+    low = per_bucket(np.where(nan, np.inf, inner), np.inf)
+    high = per_bucket(np.where(nan, -np.inf, inner), -np.inf)
+    nans = per_bucket(nan, False)
+
+    def picked(found, index):
+        """Series positions of each bucket's pick, for the buckets that have one."""
+        return offsets[found] + index[found] + 1
+
+    keep = np.unique(np.concatenate([
+        [0],
+        picked(np.isfinite(low.min(axis=1)), low.argmin(axis=1)),
+        picked(np.isfinite(high.max(axis=1)), high.argmax(axis=1)),
+        picked(nans.any(axis=1), nans.argmax(axis=1)),
+        [series.size - 1]]))
+    return Series(*(column[keep] for column in series))
+
+
+def _is_ordered(series: Series) -> bool:
+    steps, stamps = series.steps, series.timestamps
+    if series.size < 2:
+        return True
+    same_step = steps[1:] == steps[:-1]
+    return bool((steps[1:] >= steps[:-1]).all() and (stamps[1:] >= stamps[:-1])[same_step].all())
+
+
+def encode_metric(metric_name, series: Series, *, max_points=None, since_step=None,
+                  since_timestamp=None) -> list:
+    """The contract's metric history object as JSON, in pieces for one final join.
+
+    Points are ordered by step, then timestamp; NaN/Infinity are null; min/max are
+    over the finite values only. ``since_*`` select the points first; the stats are
+    over every selected point; ``max_points`` then thins them for plotting and adds
+    ``downsampled``.
+    """
+    series = window(ordered(series), since_step, since_timestamp)
+    summary = stats(series)
+    if max_points is not None:
+        shown = downsample(series, max_points)
+        summary["downsampled"] = shown.size < series.size
+        series = shown
     return [orjson.dumps({"metric_name": metric_name})[:-1], b',"history":[',
-            *encode_points(series), b"],", orjson.dumps(stats)[1:]]
+            *encode_points(series), b"],", orjson.dumps(summary)[1:]]
 
 
 def encode_points(series: Series) -> list:
@@ -87,6 +160,24 @@ def encode_points(series: Series) -> list:
             pieces.append(b",")
         pieces.append(orjson.dumps(points)[1:-1])  # orjson writes NaN as null
     return pieces
+
+
+COLUMN_TYPES = (np.dtype("<i8"), np.dtype("<i8"), np.dtype("<f8"))  # steps, timestamps, values
+
+
+def to_bytes(series: Series) -> bytes:
+    """The three columns one after another (fixed little-endian types), for the cache."""
+    return b"".join(np.ascontiguousarray(column, dtype=kind).tobytes()
+                    for column, kind in zip(series, COLUMN_TYPES))
+
+
+def from_bytes(buffer) -> Series:
+    """``to_bytes`` read back, as read-only views of ``buffer`` (no copy)."""
+    size = len(buffer) // 24
+    if len(buffer) != size * 24:
+        raise ValueError(f"{len(buffer)} bytes are not whole points")
+    return Series(*(np.frombuffer(buffer, dtype=kind, count=size, offset=i * size * 8)
+                    for i, kind in enumerate(COLUMN_TYPES)))
 
 
 def duration_seconds(start_ms, end_ms):

@@ -80,6 +80,12 @@ class Experiments(MethodView):
 class Runs(MethodView):
     @blp.arguments(schemas.RunsQuerySchema)
     @blp.response(200, schemas.RunsSchema)
+    # flask-smorest documents one content type per status: state both here.
+    @blp.doc(responses={"200": {"description": "OK", "content": {
+        "application/json": {"schema": {"$ref": "#/components/schemas/Runs"}},
+        "text/csv": {"schema": {
+            "type": "string", "description": "With format csv or Accept: text/csv: a header "
+            "row, then run_id, run_name, metric, step, value, timestamp rows, streamed"}}}}})
     @documents_errors(401, 403, 404, 415, 502, 504)
     def post(self, args):
         """Runs with parameters, latest metrics and complete metric histories.
@@ -94,10 +100,22 @@ class Runs(MethodView):
         across all active experiments. Runs are newest first.
         """
         refresh = args.pop("refresh")
+        as_csv = wants_csv(args.pop("format"))
         answer = service.runs(gateway_for(args), args, current_app.extensions["run_cache"],
-                              concurrency=current_app.config["MLFLOW_CONCURRENCY"], refresh=refresh)
+                              concurrency=current_app.config["MLFLOW_CONCURRENCY"],
+                              refresh=refresh, as_csv=as_csv)
+        headers = {"X-Cache": answer.cache, **(answer.headers or {})}
+        if as_csv:  # streamed: rows are written while the client reads them
+            return current_app.response_class(iter(answer), mimetype="text/csv", headers=headers)
         # Pre-encoded JSON (cached runs are written as stored bytes): no marshmallow dump.
         # Written piece by piece (a large history is not copied into one body).
-        return current_app.response_class(
-            iter(answer), mimetype="application/json",
-            headers={"X-Cache": answer.cache, "Content-Length": str(answer.length)})
+        headers["Content-Length"] = str(answer.length)
+        return current_app.response_class(iter(answer), mimetype="application/json",
+                                          headers=headers)
+
+
+def wants_csv(fmt) -> bool:
+    """``format`` decides; without it, an Accept header that prefers text/csv."""
+    if fmt is not None:
+        return fmt == "csv"
+    return request.accept_mimetypes.best_match(["application/json", "text/csv"]) == "text/csv"

@@ -40,6 +40,16 @@ class StrictFloat(fields.Float):
         return super()._deserialize(value, attr, data, **kwargs)
 
 
+RUN_STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
+MIN_MAX_POINTS = 10  # room for the first and last point and a few buckets' extremes
+
+
+def _unique(items):
+    repeated = sorted({item for item in items if items.count(item) > 1})
+    if repeated:
+        raise ma.ValidationError(f"Listed more than once: {', '.join(repeated)}.")
+
+
 class ConnectionSchema(ma.Schema):
     tracking_uri = fields.String(
         required=True, validate=[validate.Length(max=2048), http_uri],
@@ -71,7 +81,8 @@ class RunsQuerySchema(ConnectionSchema):
         metadata={"description": "One run, by id"})
     limit = fields.Integer(
         load_default=10, strict=True, validate=validate.Range(min=1, max=Config.MAX_RUNS_LIMIT),
-        metadata={"description": "Maximum number of runs (newest first)"})
+        metadata={"description": "Maximum number of runs (newest first); with run_ids, "
+                                 "every listed run unless limit is sent"})
     include_metric_history = StrictBoolean(
         load_default=True, metadata={"description": "Include every step of every metric"})
     include_deleted = StrictBoolean(
@@ -87,6 +98,50 @@ class RunsQuerySchema(ConnectionSchema):
                                  "default newest first"})
     refresh = StrictBoolean(
         load_default=False, metadata={"description": "Ask MLflow even if the runs are cached"})
+    # --- dashboard views: each optional; without them the answer is the contract's ---
+    run_ids = fields.List(
+        fields.String(validate=validate.Length(min=1, max=100)), load_default=None,
+        allow_none=True, validate=[validate.Length(min=1, max=Config.MAX_RUNS_LIMIT), _unique],
+        metadata={"uniqueItems": True, "description": "Several runs, answered in this order (or by order_by); a "
+                                 "run that is missing, forbidden, deleted or filtered out is "
+                                 "reported in `run_errors` instead of failing the request. All "
+                                 "are answered unless limit is sent too"})
+    run_status = fields.List(
+        fields.String(validate=validate.OneOf(RUN_STATUSES)), load_default=None, allow_none=True,
+        validate=[validate.Length(min=1, max=len(RUN_STATUSES)), _unique],
+        metadata={"uniqueItems": True, "description": "Only runs in these statuses, e.g. [\"RUNNING\"]"})
+    metric_keys = fields.List(
+        fields.String(validate=validate.Length(min=1, max=250)), load_default=None,
+        allow_none=True, validate=[validate.Length(min=1, max=1000), _unique],
+        metadata={"uniqueItems": True, "description": "Only these metrics (in histories and metrics_summary); keys "
+                                 "no selected run has are listed in `unknown_metric_keys`"})
+    max_points = fields.Integer(
+        load_default=None, allow_none=True, strict=True,
+        validate=validate.Range(min=MIN_MAX_POINTS, max=1_000_000),
+        metadata={"description": "At most this many points per history, for plotting: first and "
+                                 "last points and every bucket's min, max and first NaN are kept; "
+                                 "the stats stay exact and `downsampled` says if points were dropped"})
+    since_step = fields.Integer(
+        load_default=None, allow_none=True, strict=True,
+        validate=validate.Range(min=-(2**63), max=2**63 - 2),
+        metadata={"description": "Only points with a step greater than this (a live run's poll)"})
+    since_timestamp = fields.Integer(
+        load_default=None, allow_none=True, strict=True,
+        validate=validate.Range(min=-(2**63), max=2**63 - 1),
+        metadata={"description": "Only points logged after this time (ms since the epoch)"})
+    format = fields.String(
+        load_default=None, allow_none=True, validate=validate.OneOf(["json", "csv"]),
+        metadata={"description": "csv: the selected histories as CSV rows (run_id, run_name, "
+                                 "metric, step, value, timestamp), streamed; also chosen by "
+                                 "`Accept: text/csv`. Default json"})
+
+    @ma.post_load(pass_original=True)
+    def every_listed_run(self, data, original, **kwargs):
+        # The default limit (10) must not cut a list of runs the caller wrote out;
+        # a limit sent with run_ids applies.
+        if data.get("run_ids") and "limit" not in original:
+            data["limit"] = len(data["run_ids"])
+        return data
 
 
 # --- responses --------------------------------------------------------------
@@ -134,6 +189,9 @@ class MetricHistorySchema(ma.Schema):
     min_value = fields.Float(allow_none=True)
     max_value = fields.Float(allow_none=True)
     last_value = fields.Float(allow_none=True)
+    downsampled = fields.Boolean(metadata={
+        "description": "Only with max_points: true if points were dropped for plotting "
+                       "(total_points still counts them all)"})
 
 
 class RunSchema(ma.Schema):
@@ -146,9 +204,20 @@ class RunSchema(ma.Schema):
     metrics_history = fields.List(fields.Nested(MetricHistorySchema))
 
 
+class RunErrorSchema(ma.Schema):
+    run_id = fields.String()
+    code = fields.Integer(metadata={"description": "403 or 404"})
+    status = fields.String()
+    message = fields.String()
+
+
 class RunsSchema(ma.Schema):
     success = fields.Boolean()
     experiment_name = fields.String(allow_none=True)
     total_runs = fields.Integer()
     runs = fields.List(fields.Nested(RunSchema))
     message = fields.String()
+    unknown_metric_keys = fields.List(fields.String(), metadata={
+        "description": "Only with metric_keys: those that none of the runs has"})
+    run_errors = fields.List(fields.Nested(RunErrorSchema), metadata={
+        "description": "Only with run_ids: the runs that could not be read, and why"})

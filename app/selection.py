@@ -1,10 +1,16 @@
 """Which runs a /mlflow/runs query selects, asked of MLflow.
 
 The result, a *listing*, is plain JSON (it may be cached): the experiment named by
-the query (or None) and the selected runs' metadata, newest first.
+the query (or None), the selected runs' metadata (newest first, or in the order of
+``run_ids``) and, for ``run_ids``, each run that could not be read, with its reason.
 """
+from concurrent.futures import ThreadPoolExecutor
+
+from werkzeug.exceptions import HTTPException
+
 from app import errors
 from app.gateway import Declined
+from app.schemas import RUN_STATUSES
 
 # MLflow runs/search takes a list of experiments; keep each call's list (and the
 # SQL IN clause behind it) modest.
@@ -13,19 +19,77 @@ EXPERIMENTS_PER_SEARCH = 500
 
 def select(gateway, query) -> dict:
     experiment = resolve_experiment(gateway, query)
+    failed = None
     if query["run_id"] is not None:
+        if query.get("run_ids") and query["run_id"] not in query["run_ids"]:
+            raise errors.NotFound(f"Run '{query['run_id']}' is not among run_ids.")
         run = one_run(gateway, query, experiment)
         experiment = experiment or gateway.get_experiment(run["info"]["experiment_id"])
-        runs = [run]
-        if query.get("filter_string"):  # the run, if it matches (MLflow's id, not the caller's)
-            narrowed = f"attributes.run_id = '{run['info']['run_id']}' and {query['filter_string']}"
-            runs = search(gateway, dict(query, filter_string=narrowed), [experiment["experiment_id"]])
+        runs = matching(gateway, query, [run])
+    elif query.get("run_ids"):
+        runs, failed = several_runs(gateway, query, experiment)
+        if experiment is None and len({r["info"]["experiment_id"] for r in runs}) == 1:
+            experiment = gateway.get_experiment(runs[0]["info"]["experiment_id"])
     else:
         ids = [experiment["experiment_id"]] if experiment else None
         runs = search(gateway, query, ids)
-    return {"experiment": experiment and {"experiment_id": experiment["experiment_id"],
-                                          "name": experiment["name"]},
-            "runs": [slim(run) for run in runs]}
+    listing = {"experiment": experiment and {"experiment_id": experiment["experiment_id"],
+                                             "name": experiment["name"]},
+               "runs": [slim(run) for run in runs]}
+    if failed is not None:
+        listing["errors"] = failed
+    return listing
+
+
+def several_runs(gateway, query, experiment):
+    """``run_ids`` in their order, read in parallel: (runs, an error object per run
+    that is missing, forbidden, deleted, elsewhere or filtered out)."""
+    run_ids = query["run_ids"]
+    with ThreadPoolExecutor(max_workers=min(len(run_ids), max(1, gateway.concurrency))) as pool:
+        answers = list(pool.map(lambda run_id: _run_or_error(gateway, query, experiment, run_id),
+                                run_ids))
+    found = [answer for answer in answers if "info" in answer]
+    kept = matching(gateway, query, found)
+    kept_ids = {run["info"]["run_id"] for run in kept}
+    failed = [answer for answer in answers if "info" not in answer]
+    failed += [run_error(run["info"]["run_id"], errors.NotFound(
+                   f"Run '{run['info']['run_id']}' does not match filter_string/run_status."))
+               for run in found if run["info"]["run_id"] not in kept_ids]
+    order = {run_id: i for i, run_id in enumerate(run_ids)}
+    failed.sort(key=lambda error: order[error["run_id"]])
+    return kept[:query["limit"]], failed
+
+
+def _run_or_error(gateway, query, experiment, run_id):
+    try:
+        return one_run(gateway, dict(query, run_id=run_id), experiment)
+    except (errors.NotFound, errors.Forbidden) as exc:  # the others fail the whole request
+        return run_error(run_id, exc)
+
+
+def run_error(run_id, exc: HTTPException) -> dict:
+    return {"run_id": run_id, "code": exc.code, "status": exc.name, "message": exc.description}
+
+
+def matching(gateway, query, runs):
+    """Those of ``runs`` that pass ``filter_string`` (asked of MLflow) and ``run_status``,
+    in ``order_by``'s order if it is given."""
+    statuses = query.get("run_status")
+    runs = [run for run in runs if not statuses or run["info"].get("status") in statuses]
+    ordering = query.get("order_by") and len(runs) > 1
+    if not runs or not (query.get("filter_string") or ordering):
+        return runs
+    # MLflow evaluates the filter and the order; the ids are MLflow's own, never the caller's text.
+    clauses = ["attributes.run_id IN ({})".format(", ".join(f"'{_id(run)}'" for run in runs))]
+    clauses += [query["filter_string"]] if query.get("filter_string") else []
+    narrowed = dict(query, filter_string=" and ".join(clauses), run_status=None, limit=len(runs))
+    by_id = {_id(run): run for run in runs}
+    found = search(gateway, narrowed, sorted({run["info"]["experiment_id"] for run in runs}))
+    return [by_id[_id(run)] for run in found if _id(run) in by_id]
+
+
+def _id(run):
+    return run["info"]["run_id"]
 
 
 def resolve_experiment(gateway, query):
@@ -65,7 +129,8 @@ def search(gateway, query, experiment_ids=None):
     """The first ``limit`` runs of these experiments (default: every active one you
     may read), newest first or by ``order_by``, passing ``filter_string`` to MLflow."""
     view = "ALL" if query["include_deleted"] else "ACTIVE_ONLY"
-    options = {"filter_string": query.get("filter_string"), "order_by": query.get("order_by")}
+    options = {"filter_string": _with_status(query.get("filter_string"), query.get("run_status")),
+               "order_by": query.get("order_by")}
     if experiment_ids is None:
         experiment_ids = [e["experiment_id"] for e in gateway.search_experiments()]
     # Newest-first results can be merged across calls; any other order needs one call.
@@ -76,12 +141,24 @@ def search(gateway, query, experiment_ids=None):
             found += gateway.search_runs(experiment_ids[start:start + step], query["limit"],
                                          view, **options)
     except Declined as refused:
-        given = [field for field in ("filter_string", "order_by") if options[field]]
+        given = [field for field in ("filter_string", "order_by", "run_status") if query.get(field)]
         raise errors.invalid_fields(
             {field: [f"MLflow rejected it: {refused.message}"] for field in given}) from None
     if len(experiment_ids) > step:
         found.sort(key=lambda r: int(r["info"].get("start_time") or 0), reverse=True)
     return found[:query["limit"]]
+
+
+def _with_status(filter_string, statuses):
+    """``filter_string`` and ``run_status``, as one MLflow filter. MLflow allows no IN
+    (nor OR) on status, so several statuses are written as "none of the others"."""
+    if not statuses or set(statuses) >= set(RUN_STATUSES):
+        return filter_string
+    if len(statuses) == 1:
+        clauses = [f"attributes.status = '{statuses[0]}'"]
+    else:
+        clauses = [f"attributes.status != '{s}'" for s in RUN_STATUSES if s not in statuses]
+    return " and ".join(([filter_string] if filter_string else []) + clauses)
 
 
 def slim(run):

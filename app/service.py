@@ -1,13 +1,15 @@
 """What each route does, in terms of the MLflow gateway, the run cache and the history maths."""
+import json
 import time
 from dataclasses import dataclass
 
 import orjson
 
-from app import errors, history, selection
+from app import errors, export, history, selection
 from app.fetch import fetch_histories
 from app.cache import TERMINAL, RunCache, fingerprint
 from app.gateway import MlflowGateway
+from app.views import View, run_metric_keys
 
 
 def health(gateway: MlflowGateway, cache: RunCache) -> dict:
@@ -40,9 +42,10 @@ WRITE_SIZE = 1 << 20
 
 @dataclass
 class RunsAnswer:
-    chunks: list  # the response JSON in pieces: bytes, or views of cached entries
-    length: int
-    cache: str    # HIT (MLflow not asked), MISS (nothing from cache) or PARTIAL
+    chunks: object  # the body in pieces: bytes, or views of cached entries; or a generator
+    length: int     # None when streamed (CSV)
+    cache: str      # HIT (MLflow not asked), MISS (nothing from cache) or PARTIAL
+    headers: dict = None
 
     def __iter__(self):
         """The body for the WSGI server, which writes bytes: a cached run (a view of
@@ -56,24 +59,53 @@ class RunsAnswer:
 
 
 def runs(gateway: MlflowGateway, query: dict, cache: RunCache, *, concurrency: int,
-         refresh: bool = False) -> RunsAnswer:
+         refresh: bool = False, as_csv: bool = False) -> RunsAnswer:
     listing, listed_from_cache = _listing(gateway, query, cache, refresh)
-    pieces, hits = RunPieces(gateway, cache, concurrency, refresh).build(
-        listing["runs"], query["include_metric_history"])
-    histories = sum(n for _, n in pieces)
+    selected, view = listing["runs"], View.of(query)
+    if as_csv:  # rows of histories: without them (include_metric_history false), a header only
+        histories, hits = (RunSeries(gateway, cache, concurrency, refresh).collect(selected, view)
+                           if query["include_metric_history"] else (None, 0))
+        return RunsAnswer(export.csv_chunks(selected, histories, view), None,
+                          _cache_state(gateway, listed_from_cache, hits), _csv_headers(listing, view))
+    if view.selects:
+        histories, hits = (RunSeries(gateway, cache, concurrency, refresh).collect(selected, view)
+                           if query["include_metric_history"] else (None, 0))
+        pieces = [run_json(run, histories, view) for run in selected]
+    else:
+        pieces, hits = RunPieces(gateway, cache, concurrency, refresh).build(
+            selected, query["include_metric_history"])
     experiment = listing["experiment"]
     head = {"success": True, "experiment_name": experiment and experiment["name"],
             "total_runs": len(pieces)}
-    tail = {"message": f"Fetched {len(pieces)} run(s) with {histories} total metric histories"}
+    tail = {"message": f"Fetched {len(pieces)} run(s) with "
+                       f"{sum(n for _, n in pieces)} total metric histories"}
+    if view.metric_keys:
+        tail["unknown_metric_keys"] = view.unknown_keys(selected)
+    if "errors" in listing:
+        tail["run_errors"] = listing["errors"]
     chunks = [orjson.dumps(head)[:-1] + b',"runs":[']
     for i, (piece, _) in enumerate(pieces):
         chunks += [b",", piece] if i else [piece]
     chunks.append(b"]," + orjson.dumps(tail)[1:])
+    return RunsAnswer(chunks, sum(len(c) for c in chunks),
+                      _cache_state(gateway, listed_from_cache, hits))
+
+
+def _cache_state(gateway, listed_from_cache, hits):
     if gateway.calls == 0:
-        state = "HIT"
-    else:
-        state = "PARTIAL" if listed_from_cache or hits else "MISS"
-    return RunsAnswer(chunks, sum(len(c) for c in chunks), state)
+        return "HIT"
+    return "PARTIAL" if listed_from_cache or hits else "MISS"
+
+
+def _csv_headers(listing, view):
+    """What the JSON answer would report beside the rows (ASCII-safe JSON)."""
+    headers = {"Content-Disposition": 'attachment; filename="mlflow-runs.csv"'}
+    if view.metric_keys:
+        headers["X-Unknown-Metric-Keys"] = json.dumps(view.unknown_keys(listing["runs"]))
+    if "errors" in listing:
+        headers["X-Run-Errors"] = json.dumps(
+            [{"run_id": e["run_id"], "code": e["code"]} for e in listing["errors"]])
+    return headers
 
 
 def _listing(gateway, query, cache, refresh):
@@ -145,7 +177,7 @@ class RunPieces:
         return [ready[_id(run)] for run in runs], hits
 
     def _cached(self, runs, keys):
-        found = self.cache.get_runs([keys[_id(run)] for run in runs if _id(run) in keys])
+        found = self.cache.get_entries([keys[_id(run)] for run in runs if _id(run) in keys])
         ready = {}
         for run in runs:
             entry = found.get(keys.get(_id(run)))
@@ -154,7 +186,7 @@ class RunPieces:
         return ready
 
     def _fetch(self, runs, keys):
-        wanted = [(_id(run), key) for run in runs for key in metric_keys(run)]
+        wanted = [(_id(run), key) for run in runs for key in run_metric_keys(run)]
         histories = fetch_histories(self.gateway, wanted, self.concurrency)
         ready = {}
         for run in runs:
@@ -162,7 +194,7 @@ class RunPieces:
             if _id(run) in keys:
                 header = {"status": run["info"]["status"], "fingerprint": fingerprint(run),
                           "experiment_id": run["info"]["experiment_id"], "histories": piece[1]}
-                self.cache.set_run(keys[_id(run)], header, piece[0])
+                self.cache.set_entry(keys[_id(run)], header, piece[0])
             ready[_id(run)] = piece
         return ready
 
@@ -177,6 +209,49 @@ class RunPieces:
             time.sleep(self.WAIT_STEP)
 
 
+class RunSeries:
+    """The view's metrics of each run as Series. A finished run's metrics are kept
+    complete in the cache, as columns (a miss fetches them whole and caches them); a
+    live run's are fetched, with ``since_step`` only the points after it. Cutting and
+    thinning happen on the way out."""
+
+    def __init__(self, gateway, cache, concurrency, refresh):
+        self.gateway, self.cache = gateway, cache
+        self.concurrency, self.refresh = concurrency, refresh
+
+    def collect(self, runs, view):
+        """({(run_id, key): Series}, number of cache hits)."""
+        finished = [(run, key) for run in runs if _terminal(run) for key in view.keys_of(run)]
+        live = [(_id(run), key) for run in runs if not _terminal(run) for key in view.keys_of(run)]
+        keys = {(_id(run), key): self.cache.series_key(self.gateway.target.uri, _id(run), key)
+                for run, key in finished}
+        found = {} if self.refresh else self._cached(finished, keys)
+        hits = len(found)
+        missing = [(run, key) for run, key in finished if (_id(run), key) not in found]
+        fetched = self._fetch([(_id(run), key) for run, key in missing])
+        for run, key in missing:
+            series = fetched[(_id(run), key)]
+            self.cache.set_entry(keys[(_id(run), key)], {"fingerprint": fingerprint(run)},
+                                 history.to_bytes(series))
+        found.update(fetched)
+        found.update(self._fetch(live, since_step=view.since_step))
+        return found, hits
+
+    def _cached(self, pairs, keys):
+        entries = self.cache.get_entries([keys[(_id(run), key)] for run, key in pairs])
+        found = {}
+        for run, key in pairs:
+            entry = entries.get(keys[(_id(run), key)])
+            if entry and entry[0].get("fingerprint") == fingerprint(run):
+                found[(_id(run), key)] = history.from_bytes(entry[1])
+        return found
+
+    def _fetch(self, wanted, since_step=None):
+        if not wanted:
+            return {}
+        return fetch_histories(self.gateway, wanted, self.concurrency, since_step=since_step)
+
+
 def _id(run):
     return run["info"]["run_id"]
 
@@ -185,32 +260,28 @@ def _terminal(run):
     return run["info"].get("status") in TERMINAL
 
 
-def metric_keys(run):
-    return sorted({m["key"] for m in run.get("data", {}).get("metrics", [])})
-
-
-def run_json(run, histories=None):
+def run_json(run, histories=None, view=View()):
     """(the contract's run object as JSON, its number of histories).
 
     ``histories`` None means none were asked for. Metric histories are spliced in
     as pre-encoded pieces and everything is joined once: a million-point history
     is never held as Python objects, nor copied more than once.
     """
-    head = run_fields(run)
+    head = run_fields(run, view)
     if histories is None:
         return orjson.dumps(dict(head, metrics_history=[])), 0
-    keys = metric_keys(run)
+    keys = view.keys_of(run)
     pieces = [orjson.dumps(head)[:-1], b',"metrics_history":[']
     for i, key in enumerate(keys):
         if i:
             pieces.append(b",")
         # pop: each history's columns are freed once encoded, before the final join.
-        pieces += history.encode_metric(key, histories.pop((head["run_id"], key)))
+        pieces += view.encode(key, histories.pop((head["run_id"], key)))
     pieces.append(b"]}")
     return b"".join(pieces), len(keys)
 
 
-def run_fields(run):
+def run_fields(run, view=View()):
     """The contract's run object without ``metrics_history`` (which comes last)."""
     info, data = run["info"], run.get("data", {})
     return {
@@ -219,6 +290,5 @@ def run_fields(run):
         "status": info.get("status"),
         "duration_seconds": history.duration_seconds(info.get("start_time"), info.get("end_time")),
         "parameters": {p["key"]: p.get("value", "") for p in data.get("params", [])},
-        "metrics_summary": {m["key"]: history.finite_or_none(m.get("value"))
-                            for m in data.get("metrics", [])},
+        "metrics_summary": view.summary(run),
     }

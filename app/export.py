@@ -1,0 +1,34 @@
+"""Histories as CSV rows, streamed: ``run_id, run_name, metric, step, value, timestamp``.
+
+Rows are written from the numpy columns a slice at a time, so a million-row export
+never holds more than one slice as text. NaN/Infinity are empty cells.
+"""
+import csv
+import io
+import math
+from itertools import repeat
+
+COLUMNS = ("run_id", "run_name", "metric", "step", "value", "timestamp")
+ROWS_PER_CHUNK = 20_000
+
+
+def csv_chunks(runs, histories: dict, view):
+    """Yield the CSV as UTF-8 byte chunks; ``histories`` is {(run_id, key): Series} and
+    is emptied as it goes (each history freed once written); None: the header only."""
+    yield _rows([COLUMNS])
+    for run in runs if histories is not None else ():
+        run_id, run_name = run["info"]["run_id"], run["info"].get("run_name") or ""
+        for key in view.keys_of(run):
+            points = view.points(histories.pop((run_id, key)))
+            for start in range(0, points.size, ROWS_PER_CHUNK):
+                window = slice(start, start + ROWS_PER_CHUNK)
+                values = ["" if math.isnan(v) else v for v in points.values[window].tolist()]
+                yield _rows(zip(repeat(run_id), repeat(run_name), repeat(key),
+                                points.steps[window].tolist(), values,
+                                points.timestamps[window].tolist()))
+
+
+def _rows(rows) -> bytes:
+    text = io.StringIO()
+    csv.writer(text).writerows(rows)  # floats as repr: they read back exactly
+    return text.getvalue().encode()
