@@ -62,14 +62,14 @@ def runs(gateway: MlflowGateway, query: dict, cache: RunCache, *, concurrency: i
          refresh: bool = False, as_csv: bool = False) -> RunsAnswer:
     listing, listed_from_cache = _listing(gateway, query, cache, refresh)
     selected, view = listing["runs"], View.of(query)
-    if as_csv:  # rows of histories: without them (include_metric_history false), a header only
-        histories, hits = (RunSeries(gateway, cache, concurrency, refresh).collect(selected, view)
+    if as_csv or view.selects:
+        # without histories (include_metric_history false) a CSV is its header only
+        histories, hits = (RunSeries(gateway, cache, concurrency, refresh, view).collect(selected)
                            if query["include_metric_history"] else (None, 0))
-        return RunsAnswer(export.csv_chunks(selected, histories, view), None,
-                          _cache_state(gateway, listed_from_cache, hits), _csv_headers(listing, view))
-    if view.selects:
-        histories, hits = (RunSeries(gateway, cache, concurrency, refresh).collect(selected, view)
-                           if query["include_metric_history"] else (None, 0))
+        if as_csv:
+            return RunsAnswer(export.csv_chunks(selected, histories, view), None,
+                              _cache_state(gateway, listed_from_cache, hits),
+                              _csv_headers(listing, view))
         pieces = [run_json(run, histories, view) for run in selected]
     else:
         pieces, hits = RunPieces(gateway, cache, concurrency, refresh).build(
@@ -139,11 +139,57 @@ def _ensure_grant(gateway, cache, experiment_id):
         cache.record_grant(gateway.target, experiment_id)
 
 
+class SingleFlight:
+    """Per-run values (response JSON, or metric columns) of finished runs from the
+    cache. A run missing there is fetched by one request, under a lock in the cache,
+    while the others asking for it at the same moment wait for its result; runs that
+    are not finished are always fetched (they are never cached)."""
+
+    WAIT_STEP = 0.05
+
+    def __init__(self, cache, deadline, *, refresh, lock_key, cached, fetch):
+        self.cache, self.deadline, self.refresh = cache, deadline, refresh
+        self.lock_key = lock_key  # run -> the lock's key
+        self.cached = cached      # runs -> {run_id: value} of those found current
+        self.fetch = fetch        # runs -> {run_id: value}, from MLflow (caching finished ones)
+
+    def get(self, runs):
+        """({run_id: value} for every run, number of values that came from the cache)."""
+        locks = {_id(run): self.lock_key(run) for run in runs if _terminal(run)}
+        ready = {} if self.refresh else self.cached([run for run in runs if _id(run) in locks])
+        hits = len(ready)
+        missing = [run for run in runs if _id(run) not in ready]
+        mine = [run for run in missing if _id(run) not in locks
+                or self.cache.try_lock(locks[_id(run)], self.deadline.remaining())]
+        mine_ids = {_id(run) for run in mine}
+        try:
+            if not self.refresh:  # another request may have stored it since we looked
+                late = self.cached([run for run in mine if _id(run) in locks])
+                ready.update(late)
+                hits += len(late)
+            ready.update(self.fetch([run for run in mine if _id(run) not in ready]))
+        finally:
+            for run_id in mine_ids & set(locks):
+                self.cache.unlock(locks[run_id])
+        for run in missing:  # the ones another request is fetching right now
+            if _id(run) not in mine_ids:
+                ready[_id(run)] = self._wait_for(run, locks[_id(run)]) or self.fetch([run])[_id(run)]
+        return ready, hits
+
+    def _wait_for(self, run, lock):
+        while True:
+            self.deadline.check()
+            found = self.cached([run])
+            if found:
+                return found[_id(run)]
+            if not self.cache.is_locked(lock):
+                return None
+            time.sleep(self.WAIT_STEP)
+
+
 class RunPieces:
     """Each selected run as response JSON bytes: from the cache when it is a finished
     run whose cached copy is current, else built from MLflow (and cached if finished)."""
-
-    WAIT_STEP = 0.05
 
     def __init__(self, gateway, cache, concurrency, refresh):
         self.gateway, self.cache = gateway, cache
@@ -153,103 +199,93 @@ class RunPieces:
         """[(run JSON bytes, number of histories)] in ``runs`` order, and the cache hits."""
         if not include_history:
             return [run_json(run) for run in runs], 0
-        keys = {_id(run): self.cache.run_key(self.gateway.target.uri, _id(run))
-                for run in runs if _terminal(run)}
-        ready = {} if self.refresh else self._cached(runs, keys)
-        hits = len(ready)
-        missing = [run for run in runs if _id(run) not in ready]
-        mine = [run for run in missing if _id(run) not in keys
-                or self.cache.try_lock(keys[_id(run)], self.gateway.deadline.remaining())]
-        mine_ids = {_id(run) for run in mine}
-        others = [run for run in missing if _id(run) not in mine_ids]
-        try:
-            if not self.refresh:  # another request may have stored it since we looked
-                late = self._cached([run for run in mine if _id(run) in keys], keys)
-                ready.update(late)
-                hits += len(late)
-            ready.update(self._fetch([run for run in mine if _id(run) not in ready], keys))
-        finally:
-            for run in mine:
-                if _id(run) in keys:
-                    self.cache.unlock(keys[_id(run)])
-        for run in others:  # another request is fetching these right now
-            ready[_id(run)] = self._wait_for(run, keys[_id(run)]) or self._fetch([run], keys)[_id(run)]
+        ready, hits = SingleFlight(self.cache, self.gateway.deadline, refresh=self.refresh,
+                                   lock_key=self._key, cached=self._cached,
+                                   fetch=self._fetch).get(runs)
         return [ready[_id(run)] for run in runs], hits
 
-    def _cached(self, runs, keys):
-        found = self.cache.get_entries([keys[_id(run)] for run in runs if _id(run) in keys])
+    def _key(self, run):
+        return self.cache.run_key(self.gateway.target.uri, _id(run))
+
+    def _cached(self, runs):
+        found = self.cache.get_entries([self._key(run) for run in runs])
         ready = {}
         for run in runs:
-            entry = found.get(keys.get(_id(run)))
+            entry = found.get(self._key(run))
             if entry and entry[0].get("fingerprint") == fingerprint(run):
                 ready[_id(run)] = (entry[1], entry[0]["histories"])
         return ready
 
-    def _fetch(self, runs, keys):
+    def _fetch(self, runs):
         wanted = [(_id(run), key) for run in runs for key in run_metric_keys(run)]
-        histories = fetch_histories(self.gateway, wanted, self.concurrency)
+        histories = fetch_histories(self.gateway, wanted, self.concurrency) if wanted else {}
         ready = {}
         for run in runs:
             piece = run_json(run, histories)
-            if _id(run) in keys:
+            if _terminal(run):
                 header = {"status": run["info"]["status"], "fingerprint": fingerprint(run),
                           "experiment_id": run["info"]["experiment_id"], "histories": piece[1]}
-                self.cache.set_entry(keys[_id(run)], header, piece[0])
+                self.cache.set_entry(self._key(run), header, piece[0])
             ready[_id(run)] = piece
         return ready
-
-    def _wait_for(self, run, key):
-        while True:
-            self.gateway.deadline.check()
-            found = self._cached([run], {_id(run): key})
-            if found:
-                return found[_id(run)]
-            if not self.cache.is_locked(key):
-                return None
-            time.sleep(self.WAIT_STEP)
 
 
 class RunSeries:
     """The view's metrics of each run as Series. A finished run's metrics are kept
-    complete in the cache, as columns (a miss fetches them whole and caches them); a
-    live run's are fetched, with ``since_step`` only the points after it. Cutting and
-    thinning happen on the way out."""
+    complete in the cache, as columns (a miss fetches them whole and caches them,
+    single flight as for whole runs); a live run's are fetched, with ``since_step``
+    only the points after it. Cutting and thinning happen on the way out."""
 
-    def __init__(self, gateway, cache, concurrency, refresh):
+    def __init__(self, gateway, cache, concurrency, refresh, view):
         self.gateway, self.cache = gateway, cache
-        self.concurrency, self.refresh = concurrency, refresh
+        self.concurrency, self.refresh, self.view = concurrency, refresh, view
 
-    def collect(self, runs, view):
-        """({(run_id, key): Series}, number of cache hits)."""
-        finished = [(run, key) for run in runs if _terminal(run) for key in view.keys_of(run)]
-        live = [(_id(run), key) for run in runs if not _terminal(run) for key in view.keys_of(run)]
-        keys = {(_id(run), key): self.cache.series_key(self.gateway.target.uri, _id(run), key)
-                for run, key in finished}
-        found = {} if self.refresh else self._cached(finished, keys)
-        hits = len(found)
-        missing = [(run, key) for run, key in finished if (_id(run), key) not in found]
-        fetched = self._fetch([(_id(run), key) for run, key in missing])
-        for run, key in missing:
-            series = fetched[(_id(run), key)]
-            self.cache.set_entry(keys[(_id(run), key)], {"fingerprint": fingerprint(run)},
-                                 history.to_bytes(series))
-        found.update(fetched)
-        found.update(self._fetch(live, since_step=view.since_step))
-        return found, hits
+    def collect(self, runs):
+        """({(run_id, key): Series} for the view's metrics of ``runs``, cache hits)."""
+        ready, hits = SingleFlight(self.cache, self.gateway.deadline, refresh=self.refresh,
+                                   lock_key=self._lock, cached=self._cached,
+                                   fetch=self._fetch).get(runs)
+        return {(run_id, key): series for run_id, by_key in ready.items()
+                for key, series in by_key.items()}, hits
 
-    def _cached(self, pairs, keys):
-        entries = self.cache.get_entries([keys[(_id(run), key)] for run, key in pairs])
+    def _lock(self, run):
+        return self.cache.run_key(self.gateway.target.uri, _id(run)) + ":series"
+
+    def _key(self, run, key):
+        return self.cache.series_key(self.gateway.target.uri, _id(run), key)
+
+    def _cached(self, runs):
+        """{run_id: {key: Series}} for the runs whose every wanted metric is cached."""
+        wanted = {_id(run): self.view.keys_of(run) for run in runs}
+        entries = self.cache.get_entries([self._key(run, key) for run in runs
+                                          for key in wanted[_id(run)]])
         found = {}
-        for run, key in pairs:
-            entry = entries.get(keys[(_id(run), key)])
-            if entry and entry[0].get("fingerprint") == fingerprint(run):
-                found[(_id(run), key)] = history.from_bytes(entry[1])
+        for run in runs:
+            current = {key: entries.get(self._key(run, key)) for key in wanted[_id(run)]}
+            if all(entry and entry[0].get("fingerprint") == fingerprint(run)
+                   for entry in current.values()):
+                found[_id(run)] = {key: history.from_bytes(entry[1])
+                                   for key, entry in current.items()}
         return found
 
-    def _fetch(self, wanted, since_step=None):
-        if not wanted:
-            return {}
-        return fetch_histories(self.gateway, wanted, self.concurrency, since_step=since_step)
+    def _fetch(self, runs):
+        """Finished runs' metrics complete (and cached); live runs' since since_step."""
+        finished = [run for run in runs if _terminal(run)]
+        live = [run for run in runs if not _terminal(run)]
+        ready = self._histories(finished)
+        for run in finished:
+            for key, series in ready[_id(run)].items():
+                self.cache.set_entry(self._key(run, key), {"fingerprint": fingerprint(run)},
+                                     history.to_bytes(series))
+        ready.update(self._histories(live, since_step=self.view.since_step))
+        return ready
+
+    def _histories(self, runs, since_step=None):
+        wanted = [(_id(run), key) for run in runs for key in self.view.keys_of(run)]
+        found = fetch_histories(self.gateway, wanted, self.concurrency,
+                                since_step=since_step) if wanted else {}
+        return {_id(run): {key: found[(_id(run), key)] for key in self.view.keys_of(run)}
+                for run in runs}
 
 
 def _id(run):

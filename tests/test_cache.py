@@ -219,9 +219,10 @@ def test_poisoned_values_are_misses_never_executed(cached_app, body, proxy, mlfl
         assert not os.path.exists("/tmp/mlflow-logs-pwned")
 
 
-def test_single_flight(cached_app, body, proxy, mlflow_server):
+@pytest.mark.parametrize("view", [{}, {"max_points": 500}], ids=["whole-run", "plot-view"])
+def test_single_flight(cached_app, body, proxy, mlflow_server, view):
     app = cached_app()
-    query = body(run_id=mlflow_server.ids["runs"]["long"])
+    query = body(run_id=mlflow_server.ids["runs"]["long"], **view)
     results = []
 
     def one_poll():
