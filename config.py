@@ -43,6 +43,9 @@ class Config:
     CACHE_RETRY_AFTER = _float("CACHE_RETRY_AFTER", 5)  # seconds to skip a failed cache
     CACHE_KEY_PREFIX = os.environ.get("CACHE_KEY_PREFIX", "mlflow-logs:v1:")
     LOCAL_CACHE_MAX_ITEMS = _int("LOCAL_CACHE_MAX_ITEMS", 500)
+    # Each worker's own copies of runs it served recently, in front of Redis (0 = none).
+    LOCAL_COPIES_MB = _int("LOCAL_COPIES_MB", 128)
+    LOCAL_COPY_MAX_MB = _int("LOCAL_COPY_MAX_MB", 16)  # larger runs are read from Redis
     RUN_CACHE_TTL = _int("RUN_CACHE_TTL", 24 * 3600)  # finished runs' histories
     RUN_LIST_TTL = _int("RUN_LIST_TTL", 10)           # which runs a query selects
     AUTH_CACHE_TTL = _int("AUTH_CACHE_TTL", 60)       # MLflow's yes to credentials+experiment

@@ -25,6 +25,7 @@ import hmac
 import logging
 import threading
 import time
+from collections import OrderedDict
 from urllib.parse import urlsplit, urlunsplit
 
 import orjson
@@ -92,12 +93,50 @@ def fingerprint(run: dict) -> str:
     return hashlib.blake2b(orjson.dumps(state), digest_size=16).hexdigest()
 
 
+class LocalCopies:
+    """Finished runs' JSON that this worker read or wrote recently, kept in its own memory
+    (an LRU bounded in bytes) in front of the shared cache.
+
+    A warm poll then reads no megabytes from Redis and checks no MAC over them: these
+    copies never left the process. They are valid by the same rule as Redis entries (the
+    run's fingerprint, from a listing at most RUN_LIST_TTL old, must match) and expire
+    with them; entries larger than ``max_entry`` are not kept (a million-point run would
+    pin its JSON in every worker).
+    """
+
+    def __init__(self, max_bytes: int, max_entry: int, ttl: float):
+        self.max_bytes, self.max_entry, self.ttl = max_bytes, max_entry, ttl
+        self._items = OrderedDict()  # key -> (fingerprint, header, payload, stored at)
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key, fingerprint):
+        with self._lock:
+            item = self._items.get(key)
+            if item is None or item[0] != fingerprint or time.monotonic() - item[3] > self.ttl:
+                return None
+            self._items.move_to_end(key)
+            return item[1], item[2]
+
+    def put(self, key, header: dict, payload):
+        size = len(payload)
+        if size > min(self.max_entry, self.max_bytes):
+            return
+        with self._lock:
+            old = self._items.pop(key, None)
+            self._bytes += size - (len(old[2]) if old else 0)
+            self._items[key] = (header.get("fingerprint"), header, payload, time.monotonic())
+            while self._bytes > self.max_bytes:
+                self._bytes -= len(self._items.popitem(last=False)[1][2])
+
+
 class RunCache:
     """The cache as the service sees it; every method survives a broken backend."""
 
     def __init__(self, backend, *, secret: bytes, run_ttl: int, list_ttl: int, auth_ttl: int,
-                 kind: str, retry_after: float = 5.0):
+                 kind: str, retry_after: float = 5.0, local: LocalCopies = None):
         self.backend = backend
+        self.local = local or LocalCopies(0, 0, 0)
         self.secret = secret
         self.run_ttl, self.list_ttl, self.auth_ttl = run_ttl, list_ttl, auth_ttl
         self.kind = kind

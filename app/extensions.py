@@ -5,7 +5,7 @@ import secrets
 from flask_caching import Cache
 from flask_smorest import Api as _Api
 
-from app.cache import JsonSerializer, RunCache
+from app.cache import JsonSerializer, LocalCopies, RunCache
 from app.errors import ErrorSchema, error_payload
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,9 @@ def init_cache(app):
     app.extensions["run_cache"] = RunCache(
         app.extensions["cache"][cache], secret=secret.encode(), run_ttl=config["RUN_CACHE_TTL"],
         list_ttl=config["RUN_LIST_TTL"], auth_ttl=config["AUTH_CACHE_TTL"],
-        kind=cache_config(config)["CACHE_TYPE"], retry_after=config["CACHE_RETRY_AFTER"])
+        kind=cache_config(config)["CACHE_TYPE"], retry_after=config["CACHE_RETRY_AFTER"],
+        local=LocalCopies(config["LOCAL_COPIES_MB"] << 20, config["LOCAL_COPY_MAX_MB"] << 20,
+                          ttl=config["RUN_CACHE_TTL"]))
 
 
 def cache_config(config) -> dict:

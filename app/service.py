@@ -208,13 +208,17 @@ class RunPieces:
         return self.cache.run_key(self.gateway.target.uri, _id(run))
 
     def _cached(self, runs):
-        found = self.cache.get_entries([self._key(run) for run in runs])
-        ready = {}
-        for run in runs:
+        """This worker's own copies first, then the shared cache (keeping what it sends)."""
+        copies = {_id(run): self.cache.local.get(self._key(run), fingerprint(run)) for run in runs}
+        rest = [run for run in runs if copies[_id(run)] is None]
+        found = self.cache.get_entries([self._key(run) for run in rest]) if rest else {}
+        for run in rest:
             entry = found.get(self._key(run))
             if entry and entry[0].get("fingerprint") == fingerprint(run):
-                ready[_id(run)] = (entry[1], entry[0]["histories"])
-        return ready
+                self.cache.local.put(self._key(run), *entry)
+                copies[_id(run)] = entry
+        return {run_id: (entry[1], entry[0]["histories"])
+                for run_id, entry in copies.items() if entry}
 
     def _fetch(self, runs):
         wanted = [(_id(run), key) for run in runs for key in run_metric_keys(run)]
@@ -226,6 +230,7 @@ class RunPieces:
                 header = {"status": run["info"]["status"], "fingerprint": fingerprint(run),
                           "experiment_id": run["info"]["experiment_id"], "histories": piece[1]}
                 self.cache.set_entry(self._key(run), header, piece[0])
+                self.cache.local.put(self._key(run), header, piece[0])
             ready[_id(run)] = piece
         return ready
 

@@ -11,6 +11,12 @@ ONE worker caching in-process (no Redis), then sends the same request twice:
   cold    POST /mlflow/runs {run_id: big}: every point fetched from MLflow (25,000 a page)
   cached  the same request again: the run's JSON comes from the worker's in-process cache
 
+and then the dashboard views of issue 5 (bench/README.md):
+
+  plot    {run_id: big, max_points: 1000}: the metric's columns fetched from MLflow and cached
+  plot-2  the same again: thinned from the cached columns
+  csv     {run_id: big, format: csv}: every point as CSV rows, streamed from the cached columns
+
 For each it records the time, the response size (streamed, never held) and the worker's
 VmRSS before, peak RSS (VmHWM) and VmRSS after, from /proc/<worker pid>/status. The target
 (bench/README.md): the worker's peak RSS stays within about 4x the response's JSON size.
@@ -56,6 +62,7 @@ HISTORY_PAGE = 25_000     # MLflow get-history page the service asks for (its de
 HTTP_TIMEOUT = 300
 PROFILE_HTTP_TIMEOUT = 3600  # in-process, under tracing
 TARGET_PEAK_OVER_JSON = 4.0
+PLOT_POINTS = 1000  # max_points of the plot view
 MIB = 1 << 20
 
 
@@ -253,6 +260,27 @@ def check_runs_payload(content: bytes, run_id: str, points: int):
         if point != {"step": i, "value": want, "timestamp": timestamp_at(i)}:
             raise BenchError(f"history[{i}] is {point}, expected step {i}, value {want} "
                              f"(NaN every {NAN_EVERY:,} steps -> null), timestamp {timestamp_at(i)}")
+
+
+def check_plot_payload(content: bytes, run_id: str, points: int, max_points: int):
+    """One history of at most ``max_points`` points, first and last kept, stats over all N."""
+    metric = orjson.loads(content)["runs"][0]["metrics_history"][0]
+    history = metric["history"]
+    if metric["total_points"] != points or not metric["downsampled"] or len(history) > max_points:
+        raise BenchError(f"plot view: total_points {metric['total_points']}, downsampled "
+                         f"{metric['downsampled']}, {len(history)} points (max {max_points})")
+    if history[0]["step"] != 0 or history[-1]["step"] != points - 1 \
+            or metric["last_value"] != value_at(points - 1):
+        raise BenchError(f"plot view lost its first/last point: {history[0]}, {history[-1]}")
+
+
+def check_csv_payload(content: bytes, run_id: str, points: int):
+    """A header and one row per point, in step order."""
+    lines = content.count(b"\n")
+    first = content[:200].decode().splitlines()
+    if lines != points + 1 or first[0] != "run_id,run_name,metric,step,value,timestamp" \
+            or not first[1].startswith(f"{run_id},{RUN_NAME},{METRIC},0,"):
+        raise BenchError(f"csv: {lines:,} lines (expected {points + 1:,}), starting {first[:2]}")
 
 
 def measure(label: str, call, pid: int, proxy: MlflowProxy, sink: Path, check) -> dict:
@@ -552,8 +580,20 @@ def print_report(results: dict, ratio: dict, profile: dict | None):
           f"{'met' if ratio['target_met'] else 'MISSED'})")
     print(f"(peak RSS - RSS before the first request) / JSON size:  "
           f"{ratio['peak_growth_over_json']:.2f}x")
+    full, plot = results["cached"], results.get("plot-2")
+    if plot:
+        print(f"plot view (max_points {PLOT_POINTS}) vs the full history, both from the cache: "
+              f"{plot['bytes']:,} vs {full['bytes']:,} bytes ({full['bytes'] / plot['bytes']:,.0f}x "
+              f"smaller), {plot['seconds']:.3f} vs {full['seconds']:.3f} s "
+              f"({full['seconds'] / plot['seconds']:,.1f}x faster)")
+    export = results.get("csv")
+    if export and export["request_peak_rss"]:
+        print(f"csv export: {export['bytes']:,} bytes streamed in {export['seconds']:.2f} s; worker "
+              f"RSS grew {mib(export['request_peak_rss'] - export['rss_before'])} MiB during it "
+              f"({(export['request_peak_rss'] - export['rss_before']) / export['bytes']:.2f}x "
+              "the CSV size)")
     for label, r in ratio["per_request"].items():
-        if r["request_peak_over_json"] is not None:
+        if label in ("cold", "cached") and r["request_peak_over_json"] is not None:
             print(f"  {label} request alone: peak {r['request_peak_over_json']:.2f}x, "
                   f"growth over its RSS before {r['request_growth_over_json']:.2f}x the JSON size")
     if not profile:
@@ -651,7 +691,10 @@ def run(args, stack: contextlib.ExitStack):
             "run_id": run_id, "http_timeout": HTTP_TIMEOUT}
     check = lambda content: check_runs_payload(content, run_id, args.points)  # noqa: E731
 
-    with service(work, None, workers=1, threads=2, extra_env=args.service_env) as svc:
+    # The cold request outlasts the default RUN_LIST_TTL (10 s): keep the listing for the
+    # run, so that the later requests measure the cache and not MLflow's listing calls.
+    with service(work, None, workers=1, threads=2,
+                 extra_env={"RUN_LIST_TTL": "3600", **args.service_env}) as svc:
         pid = the_worker(svc.master.pid, svc.log)
         worker = {"pid": pid, "at_start": memory(pid)}
         step(f"MLflow {server.uri} (proxy {proxy.uri}), service {svc.base} (worker pid {pid}, "
@@ -660,8 +703,8 @@ def run(args, stack: contextlib.ExitStack):
         session = stack.enter_context(requests.Session())
         session.trust_env = False
 
-        def call(sink):
-            return post_runs(session, svc.base, body, sink, svc.log)
+        def call(sink, **view):
+            return post_runs(session, svc.base, dict(body, **view), sink, svc.log)
 
         results = {}
         step(f"cold: POST /mlflow/runs (run_id {run_id}), every point from MLflow "
@@ -669,6 +712,19 @@ def run(args, stack: contextlib.ExitStack):
         results["cold"] = measure("cold", call, pid, proxy, work / "cold.json", check)
         step("cached: the same request again, from the worker's in-process cache")
         results["cached"] = measure("cached", call, pid, proxy, work / "cached.json", check)
+        plot = {"max_points": PLOT_POINTS}
+        check_plot = lambda content: check_plot_payload(content, run_id, args.points,  # noqa: E731
+                                                        PLOT_POINTS)
+        step(f"plot: max_points {PLOT_POINTS}, the metric's columns from MLflow (then cached)")
+        results["plot"] = measure("plot", lambda sink: call(sink, **plot), pid, proxy,
+                                  work / "plot.json", check_plot)
+        step(f"plot-2: max_points {PLOT_POINTS} again, from the cached columns")
+        results["plot-2"] = measure("plot-2", lambda sink: call(sink, **plot), pid, proxy,
+                                    work / "plot2.json", check_plot)
+        step("csv: format csv, every point, streamed from the cached columns")
+        results["csv"] = measure("csv", lambda sink: call(sink, format="csv"), pid, proxy,
+                                 work / "export.csv",
+                                 lambda content: check_csv_payload(content, run_id, args.points))
         if the_worker(svc.master.pid, svc.log) != pid:
             raise BenchError("the gunicorn worker was replaced during the run\n" + tail(svc.log))
     sources.append(app_sources())

@@ -175,8 +175,10 @@ def test_normalized_uri():
 def test_redis_stopped_and_restarted(body, proxy, mlflow_server, caplog):
     from app import create_app
     with RedisServer() as server:
+        # LOCAL_COPIES_MB 0: every run is read from Redis (else the worker's own copy
+        # would serve it while Redis is down, which is right, but not what is tested here)
         app = create_app({"TESTING": True, "REDIS_URL": server.url, "SECRET_KEY": "k",
-                          "CACHE_RETRY_AFTER": 0.2})
+                          "CACHE_RETRY_AFTER": 0.2, "LOCAL_COPIES_MB": 0})
         client = app.test_client()
         query = body(run_id=mlflow_server.ids["runs"]["finished"])
         expected = orjson.loads(poll(client, query).data)
@@ -251,3 +253,45 @@ def test_no_password_in_redis_or_logs(cached_app, body, mlflow_server, redis_url
     for password in passwords:
         assert all(password.encode() not in key + value for key, value in stored), password
         assert password not in caplog.text
+
+
+def test_local_copies_are_bounded_and_checked():
+    from app.cache import LocalCopies
+
+    local = LocalCopies(max_bytes=10, max_entry=6, ttl=60)
+    local.put("a", {"fingerprint": "f1"}, b"aaaa")
+    local.put("big", {"fingerprint": "f1"}, b"x" * 7)      # over max_entry: not kept
+    assert local.get("a", "f1") == ({"fingerprint": "f1"}, b"aaaa")
+    assert local.get("a", "f2") is None                      # the run changed since
+    assert local.get("big", "f1") is None
+    local.put("b", {"fingerprint": "f1"}, b"bbbb")
+    local.get("a", "f1")                                     # a is now the most recent
+    local.put("c", {"fingerprint": "f1"}, b"cccc")           # 12 bytes > 10: b goes
+    assert local.get("b", "f1") is None and local.get("a", "f1") and local.get("c", "f1")
+    expired = LocalCopies(max_bytes=10, max_entry=6, ttl=0)
+    expired.put("a", {"fingerprint": "f1"}, b"a")
+    time.sleep(0.01)
+    assert expired.get("a", "f1") is None
+
+
+def test_warm_poll_from_the_workers_copy_reads_no_run_from_redis(cached_app, body, proxy,
+                                                                 mlflow_server, monkeypatch):
+    from app.cache import RunCache
+
+    client = cached_app().test_client()
+    query = body(run_id=mlflow_server.ids["runs"]["finished"])
+    first = poll(client, query)
+    reads = []
+    original = RunCache.get_entries
+    monkeypatch.setattr(RunCache, "get_entries",
+                        lambda self, keys: reads.append(keys) or original(self, keys))
+    proxy.reset()
+    second = poll(client, query)
+    assert second.data == first.data and proxy.count() == 0
+    assert reads == []   # served from the worker's own copy
+    # another app (another worker) has no copy: it reads the shared entry once, then keeps it
+    other = cached_app().test_client()
+    assert poll(other, query).data == first.data
+    assert len(reads) == 1
+    poll(other, query)
+    assert len(reads) == 1
