@@ -74,21 +74,25 @@ def runs(gateway: MlflowGateway, query: dict, cache: RunCache, *, concurrency: i
     else:
         pieces, hits = RunPieces(gateway, cache, concurrency, refresh).build(
             selected, query["include_metric_history"])
+    return _json_answer(listing, pieces, view, _cache_state(gateway, listed_from_cache, hits))
+
+
+def _json_answer(listing, pieces, view, cache_state) -> RunsAnswer:
+    """The contract's envelope around the runs' pre-encoded JSON pieces."""
     experiment = listing["experiment"]
     head = {"success": True, "experiment_name": experiment and experiment["name"],
             "total_runs": len(pieces)}
     tail = {"message": f"Fetched {len(pieces)} run(s) with "
                        f"{sum(n for _, n in pieces)} total metric histories"}
     if view.metric_keys:
-        tail["unknown_metric_keys"] = view.unknown_keys(selected)
+        tail["unknown_metric_keys"] = view.unknown_keys(listing["runs"])
     if "errors" in listing:
         tail["run_errors"] = listing["errors"]
     chunks = [orjson.dumps(head)[:-1] + b',"runs":[']
     for i, (piece, _) in enumerate(pieces):
         chunks += [b",", piece] if i else [piece]
     chunks.append(b"]," + orjson.dumps(tail)[1:])
-    return RunsAnswer(chunks, sum(len(c) for c in chunks),
-                      _cache_state(gateway, listed_from_cache, hits))
+    return RunsAnswer(chunks, sum(len(c) for c in chunks), cache_state)
 
 
 def _cache_state(gateway, listed_from_cache, hits):
