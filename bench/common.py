@@ -80,6 +80,30 @@ def tail(path: Path, chars: int = 4000) -> str:
     return f"--- {path} (tail) ---\n" + path.read_text(errors="replace")[-chars:]
 
 
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (a gunicorn master's workers)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+            if int(stat.read_text().rpartition(")")[2].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+    return sorted(found)
+
+
+def restart_workers(svc: "Service", workers: int):
+    """New gunicorn workers (SIGHUP to the master): nothing of the old ones' memory, such
+    as their own copies of cached runs, survives. Returns once ``workers`` new ones answer."""
+    old = set(children(svc.master.pid))
+    svc.master.send_signal(signal.SIGHUP)
+
+    def ready():
+        now = set(children(svc.master.pid))
+        return (len(now) == workers and not now & old and requests.post(
+            f"{svc.base}/health", json={"bogus": 1}, timeout=2).status_code == 422)
+    wait_until(ready, svc.master, svc.log, "gunicorn workers after SIGHUP")
+
+
 class Service(NamedTuple):
     base: str                # http://127.0.0.1:<port>
     log: Path                # gunicorn's log (access log included)
