@@ -4,7 +4,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app import errors, schemas, service
-from app.gateway import Deadline, MlflowGateway, MlflowTarget
+from app.gateway import Deadline, MlflowGateway
 
 blp = Blueprint("mlflow", __name__, description="Read MLflow experiments and runs as JSON")
 
@@ -21,8 +21,8 @@ def require_json_body():
 def gateway_for(args: dict) -> MlflowGateway:
     """The caller's MLflow connection; credentials live only in this request."""
     config = current_app.config
-    target = MlflowTarget(uri=args["tracking_uri"], username=args["username"],
-                          password=args["password"], verify_tls=not args["insecure_tls"])
+    # The allowlist, a profile or the Authorization header decide here, before any I/O.
+    target = current_app.extensions["access"].target_for(args, request.headers.get("Authorization"))
     return MlflowGateway(
         target, Deadline(args["http_timeout"]),
         max_retries=config["MLFLOW_MAX_RETRIES"],
@@ -34,9 +34,13 @@ def gateway_for(args: dict) -> MlflowGateway:
 
 ERROR_MEANINGS = {
     401: "MLflow rejected the credentials",
-    403: "MLflow denied access to the experiment or run",
+    403: "MLflow denied access to the experiment or run, or the operator's allowlist "
+         "(ALLOWED_TRACKING_URIS) refused tracking_uri (then no connection is made)",
     404: "Experiment or run not found",
     415: "Body is not JSON",
+    422: "Invalid or unknown field, an unknown profile, a malformed Authorization header, "
+         "or (/mlflow/runs) more metric points than MAX_RESPONSE_POINTS",
+    429: "More requests from this client than RATE_LIMIT allows; see Retry-After",
     502: "MLflow unreachable, TLS failure, or an MLflow error",
     504: "http_timeout spent before MLflow answered",
 }
@@ -56,7 +60,7 @@ def documents_errors(*statuses):
 class Health(MethodView):
     @blp.arguments(schemas.ConnectionSchema)
     @blp.response(200, schemas.HealthSchema)
-    @documents_errors(415)
+    @documents_errors(403, 415, 429)
     def post(self, args):
         """Check that MLflow answers with these credentials.
 
@@ -70,7 +74,7 @@ class Health(MethodView):
 class Experiments(MethodView):
     @blp.arguments(schemas.ConnectionSchema)
     @blp.response(200, schemas.ExperimentsSchema)
-    @documents_errors(401, 403, 415, 502, 504)
+    @documents_errors(401, 403, 415, 429, 502, 504)
     def post(self, args):
         """List all active experiments (every page of MLflow's search)."""
         return service.experiments(gateway_for(args))
@@ -80,7 +84,7 @@ class Experiments(MethodView):
 class Runs(MethodView):
     @blp.arguments(schemas.RunsQuerySchema)
     @blp.response(200, schemas.RunsSchema)
-    @documents_errors(401, 403, 404, 415, 502, 504)
+    @documents_errors(401, 403, 404, 415, 429, 502, 504)
     def post(self, args):
         """Runs with parameters, latest metrics and complete metric histories.
 
@@ -95,7 +99,8 @@ class Runs(MethodView):
         """
         refresh = args.pop("refresh")
         answer = service.runs(gateway_for(args), args, current_app.extensions["run_cache"],
-                              concurrency=current_app.config["MLFLOW_CONCURRENCY"], refresh=refresh)
+                              concurrency=current_app.config["MLFLOW_CONCURRENCY"], refresh=refresh,
+                              max_points=current_app.config["MAX_RESPONSE_POINTS"])
         # Pre-encoded JSON (cached runs are written as stored bytes): no marshmallow dump.
         # Written piece by piece (a large history is not copied into one body).
         return current_app.response_class(

@@ -22,6 +22,12 @@ http_uri = validate.Regexp(
                     "https://mlflow.example.com/mlflow-api (no credentials, query or fragment).")
 
 
+# Names of operator-configured connection profiles (MLFLOW_PROFILES).
+PROFILE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+# Fields a connection profile sets; a request naming a profile may not send them.
+PROFILE_REPLACES = ("tracking_uri", "username", "password", "insecure_tls")
+
+
 class StrictBoolean(fields.Boolean):
     """JSON true/false only: 0, "yes" or "off" are errors, as the schema says."""
 
@@ -42,9 +48,14 @@ class StrictFloat(fields.Float):
 
 class ConnectionSchema(ma.Schema):
     tracking_uri = fields.String(
-        required=True, validate=[validate.Length(max=2048), http_uri],
-        metadata={"description": "MLflow server URL (http or https)",
+        load_default=None, allow_none=False, validate=[validate.Length(max=2048), http_uri],
+        metadata={"description": "MLflow server URL (http or https); required unless "
+                                 "`profile` is given",
                   "example": "https://mlflow.example.com/mlflow-api"})
+    profile = fields.String(
+        load_default=None, allow_none=False, validate=validate.Regexp(PROFILE_NAME, error="Not a profile name."),
+        metadata={"description": "A connection profile configured by the operator, instead of "
+                                 "tracking_uri, username, password and insecure_tls"})
     username = fields.String(
         load_default=None, allow_none=True, validate=validate.Length(min=1, max=256),
         metadata={"description": "MLflow username; omit (with password) for a server without auth"})
@@ -57,6 +68,18 @@ class ConnectionSchema(ma.Schema):
         load_default=15.0,
         validate=validate.Range(min=0.001, max=Config.MAX_HTTP_TIMEOUT),
         metadata={"description": "Seconds the whole request may take"})
+
+    @ma.validates_schema(pass_original=True)
+    def one_way_to_connect(self, data, original, **kwargs):
+        """A profile replaces the connection fields; without one, tracking_uri is required."""
+        if data.get("profile") is None:
+            if data.get("tracking_uri") is None:
+                raise ma.ValidationError("Missing data for required field.", "tracking_uri")
+            return
+        clashing = [f for f in PROFILE_REPLACES if isinstance(original, dict) and f in original]
+        if clashing:
+            raise ma.ValidationError({f: ["Not allowed with profile: the profile sets it."]
+                                      for f in clashing})
 
 
 class RunsQuerySchema(ConnectionSchema):

@@ -56,9 +56,9 @@ class RunsAnswer:
 
 
 def runs(gateway: MlflowGateway, query: dict, cache: RunCache, *, concurrency: int,
-         refresh: bool = False) -> RunsAnswer:
+         refresh: bool = False, max_points: int | None = None) -> RunsAnswer:
     listing, listed_from_cache = _listing(gateway, query, cache, refresh)
-    pieces, hits = RunPieces(gateway, cache, concurrency, refresh).build(
+    pieces, hits = RunPieces(gateway, cache, concurrency, refresh, max_points).build(
         listing["runs"], query["include_metric_history"])
     histories = sum(n for _, n in pieces)
     experiment = listing["experiment"]
@@ -113,9 +113,10 @@ class RunPieces:
 
     WAIT_STEP = 0.05
 
-    def __init__(self, gateway, cache, concurrency, refresh):
+    def __init__(self, gateway, cache, concurrency, refresh, max_points=None):
         self.gateway, self.cache = gateway, cache
         self.concurrency, self.refresh = concurrency, refresh
+        self.points = PointBudget(max_points)
 
     def build(self, runs, include_history):
         """[(run JSON bytes, number of histories)] in ``runs`` order, and the cache hits."""
@@ -149,19 +150,25 @@ class RunPieces:
         ready = {}
         for run in runs:
             entry = found.get(keys.get(_id(run)))
-            if entry and entry[0].get("fingerprint") == fingerprint(run):
+            # An entry written before "points" was recorded is refetched (and rewritten).
+            if entry and entry[0].get("fingerprint") == fingerprint(run) and "points" in entry[0]:
+                self.points.spend(entry[0]["points"])
                 ready[_id(run)] = (entry[1], entry[0]["histories"])
         return ready
 
     def _fetch(self, runs, keys):
         wanted = [(_id(run), key) for run in runs for key in metric_keys(run)]
         histories = fetch_histories(self.gateway, wanted, self.concurrency)
+        points = {_id(run): sum(histories[(_id(run), key)].size for key in metric_keys(run))
+                  for run in runs}
+        self.points.spend(sum(points.values()))  # before any of it is encoded as JSON
         ready = {}
         for run in runs:
             piece = run_json(run, histories)
             if _id(run) in keys:
                 header = {"status": run["info"]["status"], "fingerprint": fingerprint(run),
-                          "experiment_id": run["info"]["experiment_id"], "histories": piece[1]}
+                          "experiment_id": run["info"]["experiment_id"], "histories": piece[1],
+                          "points": points[_id(run)]}
                 self.cache.set_run(keys[_id(run)], header, piece[0])
             ready[_id(run)] = piece
         return ready
@@ -175,6 +182,23 @@ class RunPieces:
             if not self.cache.is_locked(key):
                 return None
             time.sleep(self.WAIT_STEP)
+
+
+class PointBudget:
+    """MAX_RESPONSE_POINTS: the metric points one answer may carry, counted as runs come in
+    (cached runs from their cache header, fetched runs before they are encoded), so an
+    answer too large to build is refused before the worker holds its JSON."""
+
+    def __init__(self, limit: int | None):
+        self.limit, self.used = limit, 0
+
+    def spend(self, points: int):
+        self.used += points
+        if self.limit is not None and self.used > self.limit:
+            raise errors.InvalidInput(
+                f"This answer would carry more than MAX_RESPONSE_POINTS={self.limit} metric "
+                f"points (at least {self.used}). Narrow the query: fewer runs (limit, run_id, "
+                "experiment_name, filter_string) or \"include_metric_history\": false.")
 
 
 def _id(run):
