@@ -6,7 +6,7 @@ import swagger_ui_bundle
 from flask import Flask, send_from_directory
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import access, probes, ratelimit, routes
+from app import access, probes, ratelimit, routes, schemas
 from app.extensions import api, init_cache
 from app.jsonio import OrjsonProvider
 from config import Config
@@ -38,6 +38,7 @@ def register_extensions(app):
 
 def register_blueprints(app):
     api.register_blueprint(routes.blp)
+    schemas.document_connection_rule(api.spec)
     app.register_blueprint(probes.blp)
     assets = Path(swagger_ui_bundle.swagger_ui_path)
 

@@ -236,8 +236,10 @@ class Access:
         # Operator-configured profiles are trusted: the allowlist governs callers' URIs.
         target = self.profiles.get(name)
         if target is None:
-            raise errors.invalid_fields({"profile": [
-                "No such profile is configured on this service; ask its operator for the names."]})
+            # 404 like an unknown experiment: the name is well-formed, the service has no such
+            # thing. The configured names are not listed (they map the internal network).
+            raise errors.NotFound(f"Profile {name!r} is not configured on this service; "
+                                  "ask its operator for the profile names.")
         return target
 
 

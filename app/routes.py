@@ -36,10 +36,8 @@ ERROR_MEANINGS = {
     401: "MLflow rejected the credentials",
     403: "MLflow denied access to the experiment or run, or the operator's allowlist "
          "(ALLOWED_TRACKING_URIS) refused tracking_uri (then no connection is made)",
-    404: "Experiment or run not found",
+    404: "Experiment, run or profile not found",
     415: "Body is not JSON",
-    422: "Invalid or unknown field, an unknown profile, a malformed Authorization header, "
-         "or (/mlflow/runs) more metric points than MAX_RESPONSE_POINTS",
     429: "More requests from this client than RATE_LIMIT allows; see Retry-After",
     502: "MLflow unreachable, TLS failure, or an MLflow error",
     504: "http_timeout spent before MLflow answered",
@@ -60,7 +58,7 @@ def documents_errors(*statuses):
 class Health(MethodView):
     @blp.arguments(schemas.ConnectionSchema)
     @blp.response(200, schemas.HealthSchema)
-    @documents_errors(403, 415, 429)
+    @documents_errors(403, 404, 415, 429)
     def post(self, args):
         """Check that MLflow answers with these credentials.
 
@@ -74,7 +72,7 @@ class Health(MethodView):
 class Experiments(MethodView):
     @blp.arguments(schemas.ConnectionSchema)
     @blp.response(200, schemas.ExperimentsSchema)
-    @documents_errors(401, 403, 415, 429, 502, 504)
+    @documents_errors(401, 403, 404, 415, 429, 502, 504)
     def post(self, args):
         """List all active experiments (every page of MLflow's search)."""
         return service.experiments(gateway_for(args))

@@ -82,6 +82,20 @@ class ConnectionSchema(ma.Schema):
                                       for f in clashing})
 
 
+def document_connection_rule(spec):
+    """Publish ``one_way_to_connect`` in the OpenAPI spec (marshmallow cannot express it):
+    tracking_uri without profile, or profile without the fields it sets. Clients and
+    fuzzers then see the rule the service applies."""
+    rule = {"anyOf": [
+        {"required": ["tracking_uri"], "not": {"required": ["profile"]}},
+        {"required": ["profile"],
+         "not": {"anyOf": [{"required": [field]} for field in PROFILE_REPLACES]}},
+    ]}
+    for component in spec.components.schemas.values():
+        if "profile" in component.get("properties", {}):
+            component.update(rule)
+
+
 class RunsQuerySchema(ConnectionSchema):
     experiment_name = fields.String(
         load_default=None, allow_none=True, validate=validate.Length(min=1, max=500),
