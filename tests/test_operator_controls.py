@@ -3,11 +3,20 @@ profiles, the Authorization: Basic header, MAX_RESPONSE_POINTS, RATE_LIMIT and t
 import base64
 import json
 import logging
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import redis
+import requests
 
 from app import create_app
+from tests.support.mlflow_server import free_port
 from tests.support.proxy import MlflowProxy
 from tests.support.redis_server import RedisServer
 
@@ -342,3 +351,72 @@ def test_readyz_follows_redis():
 def test_probes_are_not_in_the_openapi_spec_nor_take_posts(client):
     assert not {"/healthz", "/readyz"} & set(client.get("/openapi.json").get_json()["paths"])
     assert_error(client.post("/healthz"), 405)
+
+
+# --- under gunicorn, as deployed --------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def gunicorn_with_limit(redis_url, redis_prefix):
+    """gunicorn with two workers, RATE_LIMIT=6/hour, counters in the test's Redis prefix."""
+    port = free_port()
+    env = dict(os.environ, GUNICORN_BIND=f"127.0.0.1:{port}", GUNICORN_WORKERS="2",
+               REDIS_URL=redis_url, SECRET_KEY="gunicorn-test-secret", RATE_LIMIT="6/hour",
+               CACHE_KEY_PREFIX=redis_prefix)
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "-c", "gunicorn.conf.py",
+                             "wsgi:app"], cwd=ROOT, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            requests.get(f"{base}/healthz", timeout=1)
+            break
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    yield base, env
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(10)
+
+
+def dockerfile_healthcheck() -> str:
+    """The Python code of the Dockerfile's HEALTHCHECK."""
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    line = next(line for line in text.splitlines() if line.startswith("HEALTHCHECK"))
+    return shlex.split(line.split(" CMD ", 1)[1])[2]  # python -c <code>
+
+
+def test_gunicorn_workers_share_the_limit_and_healthcheck_works(gunicorn_with_limit):
+    base, env = gunicorn_with_limit
+    statuses = []
+    for _ in range(10):  # a new connection each: both workers serve
+        with requests.Session() as session:
+            statuses.append(session.post(f"{base}/health", json={"tracking_uri": "http://127.0.0.1:9"},
+                                         timeout=10).status_code)
+    assert statuses == [200] * 6 + [429] * 4  # one budget in Redis, not one per worker
+    check = subprocess.run([sys.executable, "-c", dockerfile_healthcheck()], env=env, timeout=10)
+    assert check.returncode == 0
+    unbound = dict(env, GUNICORN_BIND=f"127.0.0.1:{free_port()}")
+    assert subprocess.run([sys.executable, "-c", dockerfile_healthcheck()], env=unbound,
+                          capture_output=True, timeout=10).returncode != 0
+
+
+def test_rate_limit_storage_is_the_caches_redis():
+    from limits.storage import storage_from_string
+
+    from app.ratelimit import storage
+    from config import Config
+
+    base = {k: getattr(Config, k) for k in dir(Config) if k.isupper()}
+    base.update(REDIS_URL=None, REDIS_SENTINELS=None, REDIS_CLUSTER=None, CACHE_KEY_PREFIX="p:")
+    assert storage(base) == ("memory://", {})
+    uri, options = storage(dict(base, REDIS_URL="redis://r:6379/2"))
+    assert uri == "redis://r:6379/2" and options["key_prefix"] == "p:ratelimit"
+    assert "password" not in options  # REDIS_URL carries its own
+    uri, options = storage(dict(base, REDIS_SENTINELS="s1:26379, s2:26379",
+                                REDIS_SENTINEL_MASTER="main", REDIS_PASSWORD="pw"))
+    assert uri == "redis+sentinel://s1:26379,s2:26379/main" and options["password"] == "pw"
+    storage_from_string(uri, **options)  # limits accepts it (connects lazily)
+    uri, _ = storage(dict(base, REDIS_CLUSTER="c1:7000,c2:7000"))
+    assert uri == "redis+cluster://c1:7000,c2:7000"
