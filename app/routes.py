@@ -63,7 +63,9 @@ class Health(MethodView):
         """Check that MLflow answers with these credentials.
 
         Answers 200 even when MLflow is not accessible: `status` is then
-        `unhealthy` and `error` / `error_code` say why.
+        `unhealthy` and `error` / `error_code` say why. What is decided before
+        MLflow is asked is still an error: a `tracking_uri` outside the operator's
+        allowlist (403), an unknown `profile` (404), a malformed header (422).
         """
         return service.health(gateway_for(args), current_app.extensions["run_cache"])
 

@@ -53,7 +53,8 @@ class ConnectionSchema(ma.Schema):
                                  "`profile` is given",
                   "example": "https://mlflow.example.com/mlflow-api"})
     profile = fields.String(
-        load_default=None, allow_none=False, validate=validate.Regexp(PROFILE_NAME, error="Not a profile name."),
+        load_default=None, allow_none=False,
+        validate=validate.Regexp(PROFILE_NAME, error="Not a profile name."),
         metadata={"description": "A connection profile configured by the operator, instead of "
                                  "tracking_uri, username, password and insecure_tls"})
     username = fields.String(
