@@ -420,3 +420,16 @@ def test_rate_limit_storage_is_the_caches_redis():
     storage_from_string(uri, **options)  # limits accepts it (connects lazily)
     uri, _ = storage(dict(base, REDIS_CLUSTER="c1:7000,c2:7000"))
     assert uri == "redis+cluster://c1:7000,c2:7000"
+
+
+def test_openapi_documents_profile_and_the_connection_rule(client):
+    spec = client.get("/openapi.json").get_json()
+    for name in ("Connection", "RunsQuery"):
+        schema = spec["components"]["schemas"][name]
+        assert "profile" in schema["properties"] and "tracking_uri" not in schema.get("required", [])
+        with_uri, with_profile = schema["anyOf"]
+        assert with_uri["required"] == ["tracking_uri"] and with_profile["required"] == ["profile"]
+        assert {r["required"][0] for r in with_profile["not"]["anyOf"]} == \
+            {"tracking_uri", "username", "password", "insecure_tls"}
+    runs = spec["paths"]["/mlflow/runs"]["post"]["responses"]
+    assert {"403", "404", "422", "429"} <= set(runs)
