@@ -19,6 +19,7 @@ service there, with a message that names the setting but never a password.
 import base64
 import binascii
 import json
+import logging
 import re
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
@@ -26,6 +27,8 @@ from urllib.parse import unquote, urlsplit
 from app import errors
 from app.gateway import MlflowTarget
 from app.schemas import HTTP_URI, PROFILE_NAME
+
+log = logging.getLogger(__name__)
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 PROFILE_KEYS = {"tracking_uri", "username", "password", "insecure_tls"}
@@ -104,9 +107,11 @@ class Allowlist:
     """The operator's ``ALLOWED_TRACKING_URIS``; ``None`` text means every URI is allowed."""
 
     def __init__(self, text: str | None):
-        entries = [e for e in (text or "").split(",") if e.strip()]
-        self.entries = [parse_allowed(e) for e in entries] if text is not None else None
-        if text is not None and not self.entries:
+        if text is None:
+            self.entries = None
+            return
+        self.entries = [parse_allowed(e) for e in text.split(",") if e.strip()]
+        if not self.entries:
             raise ValueError("ALLOWED_TRACKING_URIS is set but names no URI or host")
 
     @property
@@ -244,4 +249,9 @@ class Access:
 
 
 def init_app(app):
-    app.extensions["access"] = Access(app.config)
+    access = app.extensions["access"] = Access(app.config)
+    if not access.allowlist.enabled:
+        log.warning("ALLOWED_TRACKING_URIS is not set: callers can make this service connect "
+                    "to any http(s) address it can reach (README: Allowlist of MLflow servers)")
+    if access.profiles:
+        log.info("connection profiles: %s", ", ".join(sorted(access.profiles)))
