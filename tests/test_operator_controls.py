@@ -369,15 +369,26 @@ def gunicorn_with_limit(redis_url, redis_prefix):
                              "wsgi:app"], cwd=ROOT, env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
-    for _ in range(100):
+    try:
+        wait_until_serving(base, proc)
+        yield base, env
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+
+
+def wait_until_serving(base, proc, seconds=60):
+    """Both workers up (a busy machine boots them slowly): /healthz answers on fresh connections."""
+    give_up = time.monotonic() + seconds
+    answered = 0
+    while answered < 4:
+        assert proc.poll() is None, "gunicorn exited"
+        assert time.monotonic() < give_up, "gunicorn did not start"
         try:
-            requests.get(f"{base}/healthz", timeout=1)
-            break
-        except requests.ConnectionError:
+            requests.get(f"{base}/healthz", timeout=5)
+            answered += 1
+        except (requests.ConnectionError, requests.Timeout):  # not listening, or still booting
             time.sleep(0.1)
-    yield base, env
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(10)
 
 
 def dockerfile_healthcheck() -> str:
