@@ -12,4 +12,7 @@ COPY app ./app
 
 USER app
 EXPOSE 8001
+# Liveness only (GET /healthz does no I/O); the slim image has no curl.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
+  CMD python -c "import os, urllib.request; port = os.environ.get('GUNICORN_BIND', ':' + os.environ.get('PORT', '8001')).rsplit(':', 1)[1]; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % port, timeout=4)"
 CMD ["gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]

@@ -26,6 +26,17 @@ class Config:
     MAX_CONTENT_LENGTH = _int("MAX_CONTENT_LENGTH", 1024 * 1024)
     MAX_RUNS_LIMIT = _int("MAX_RUNS_LIMIT", 1000)
     MAX_HTTP_TIMEOUT = _float("MAX_HTTP_TIMEOUT", 300)
+    # Metric points one /mlflow/runs answer may carry (a 422 beyond, before it is built).
+    MAX_RESPONSE_POINTS = _int("MAX_RESPONSE_POINTS", 5_000_000)
+    # Requests per client address to the MLflow routes, e.g. "120/minute" (unset = off).
+    RATE_LIMIT = os.environ.get("RATE_LIMIT") or None
+
+    # Operators' controls (README "Operating it"); parsed and checked by app/access.py at start-up.
+    # Comma-separated URI prefixes or hosts a caller's tracking_uri must match (unset = any).
+    ALLOWED_TRACKING_URIS = os.environ.get("ALLOWED_TRACKING_URIS") or None
+    # Named MLflow servers with their credentials: JSON, or a file holding that JSON.
+    MLFLOW_PROFILES = os.environ.get("MLFLOW_PROFILES") or None
+    MLFLOW_PROFILES_FILE = os.environ.get("MLFLOW_PROFILES_FILE") or None
 
     # Talking to MLflow
     MLFLOW_CONCURRENCY = _int("MLFLOW_CONCURRENCY", 8)  # parallel calls per request

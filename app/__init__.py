@@ -6,7 +6,7 @@ import swagger_ui_bundle
 from flask import Flask, send_from_directory
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import routes
+from app import access, probes, ratelimit, routes, schemas
 from app.extensions import api, init_cache
 from app.jsonio import OrjsonProvider
 from config import Config
@@ -32,10 +32,14 @@ def create_app(config=None) -> Flask:
 def register_extensions(app):
     api.init_app(app)
     init_cache(app)
+    access.init_app(app)     # ALLOWED_TRACKING_URIS, MLFLOW_PROFILES: checked at start-up
+    ratelimit.init_app(app)  # RATE_LIMIT (off when unset)
 
 
 def register_blueprints(app):
     api.register_blueprint(routes.blp)
+    schemas.document_connection_rule(api.spec)
+    app.register_blueprint(probes.blp)
     assets = Path(swagger_ui_bundle.swagger_ui_path)
 
     @app.get("/docs-assets/<path:filename>")

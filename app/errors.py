@@ -34,6 +34,7 @@ Forbidden = http.Forbidden                     # 403 MLflow denied access
 NotFound = http.NotFound                       # 404 experiment / run
 UpstreamError = http.BadGateway                # 502 TLS, unreachable, MLflow error
 UpstreamTimeout = http.GatewayTimeout          # 504 http_timeout spent
+ServiceUnavailable = http.ServiceUnavailable   # 503 GET /readyz: the cache does not answer
 
 
 def invalid_fields(messages: dict) -> http.UnprocessableEntity:

@@ -4,7 +4,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app import errors, schemas, service
-from app.gateway import Deadline, MlflowGateway, MlflowTarget
+from app.gateway import Deadline, MlflowGateway
 
 blp = Blueprint("mlflow", __name__, description="Read MLflow experiments and runs as JSON")
 
@@ -21,8 +21,8 @@ def require_json_body():
 def gateway_for(args: dict) -> MlflowGateway:
     """The caller's MLflow connection; credentials live only in this request."""
     config = current_app.config
-    target = MlflowTarget(uri=args["tracking_uri"], username=args["username"],
-                          password=args["password"], verify_tls=not args["insecure_tls"])
+    # The allowlist, a profile or the Authorization header decide here, before any I/O.
+    target = current_app.extensions["access"].target_for(args, request.headers.get("Authorization"))
     return MlflowGateway(
         target, Deadline(args["http_timeout"]),
         max_retries=config["MLFLOW_MAX_RETRIES"],
@@ -34,9 +34,11 @@ def gateway_for(args: dict) -> MlflowGateway:
 
 ERROR_MEANINGS = {
     401: "MLflow rejected the credentials",
-    403: "MLflow denied access to the experiment or run",
-    404: "Experiment or run not found",
+    403: "MLflow denied access to the experiment or run, or the operator's allowlist "
+         "(ALLOWED_TRACKING_URIS) refused tracking_uri (then no connection is made)",
+    404: "Experiment, run or profile not found",
     415: "Body is not JSON",
+    429: "More requests from this client than RATE_LIMIT allows; see Retry-After",
     502: "MLflow unreachable, TLS failure, or an MLflow error",
     504: "http_timeout spent before MLflow answered",
 }
@@ -56,12 +58,14 @@ def documents_errors(*statuses):
 class Health(MethodView):
     @blp.arguments(schemas.ConnectionSchema)
     @blp.response(200, schemas.HealthSchema)
-    @documents_errors(415)
+    @documents_errors(403, 404, 415, 429)
     def post(self, args):
         """Check that MLflow answers with these credentials.
 
         Answers 200 even when MLflow is not accessible: `status` is then
-        `unhealthy` and `error` / `error_code` say why.
+        `unhealthy` and `error` / `error_code` say why. What is decided before
+        MLflow is asked is still an error: a `tracking_uri` outside the operator's
+        allowlist (403), an unknown `profile` (404), a malformed header (422).
         """
         return service.health(gateway_for(args), current_app.extensions["run_cache"])
 
@@ -70,7 +74,7 @@ class Health(MethodView):
 class Experiments(MethodView):
     @blp.arguments(schemas.ConnectionSchema)
     @blp.response(200, schemas.ExperimentsSchema)
-    @documents_errors(401, 403, 415, 502, 504)
+    @documents_errors(401, 403, 404, 415, 429, 502, 504)
     def post(self, args):
         """List all active experiments (every page of MLflow's search)."""
         return service.experiments(gateway_for(args))
@@ -86,7 +90,7 @@ class Runs(MethodView):
         "text/csv": {"schema": {
             "type": "string", "description": "With format csv or Accept: text/csv: a header "
             "row, then run_id, run_name, metric, step, value, timestamp rows, streamed"}}}}})
-    @documents_errors(401, 403, 404, 415, 502, 504)
+    @documents_errors(401, 403, 404, 415, 429, 502, 504)
     def post(self, args):
         """Runs with parameters, latest metrics and complete metric histories.
 
@@ -94,16 +98,20 @@ class Runs(MethodView):
         at all), `MISS` (nothing came from the cache) or `PARTIAL`. Finished runs
         are cached; `"refresh": true` ignores the cache for this request.
 
-        Select with `run_id`, `experiment_name` or `experiment_id`; when several
-        are given they must agree (a run outside the named experiment is 404,
-        a name and id of different experiments 422). With none, the newest runs
-        across all active experiments. Runs are newest first.
+        Select with `run_id`, `run_ids`, `experiment_name` or `experiment_id`; when
+        several are given they narrow each other (a run outside the named experiment
+        is 404, a name and id of different experiments 422). With none, the newest
+        runs across all active experiments. Runs are newest first.
+
+        `metric_keys`, `max_points`, `since_step`/`since_timestamp` and `format`
+        (or `Accept: text/csv`) shape what is returned of each run's histories.
         """
         refresh = args.pop("refresh")
         as_csv = wants_csv(args.pop("format"))
         answer = service.runs(gateway_for(args), args, current_app.extensions["run_cache"],
                               concurrency=current_app.config["MLFLOW_CONCURRENCY"],
-                              refresh=refresh, as_csv=as_csv)
+                              refresh=refresh, as_csv=as_csv,
+                              point_limit=current_app.config["MAX_RESPONSE_POINTS"])
         headers = {"X-Cache": answer.cache, **(answer.headers or {})}
         if as_csv:  # streamed: rows are written while the client reads them
             return current_app.response_class(iter(answer), mimetype="text/csv", headers=headers)

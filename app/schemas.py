@@ -22,6 +22,12 @@ http_uri = validate.Regexp(
                     "https://mlflow.example.com/mlflow-api (no credentials, query or fragment).")
 
 
+# Names of operator-configured connection profiles (MLFLOW_PROFILES).
+PROFILE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+# Fields a connection profile sets; a request naming a profile may not send them.
+PROFILE_REPLACES = ("tracking_uri", "username", "password", "insecure_tls")
+
+
 class StrictBoolean(fields.Boolean):
     """JSON true/false only: 0, "yes" or "off" are errors, as the schema says."""
 
@@ -52,9 +58,15 @@ def _unique(items):
 
 class ConnectionSchema(ma.Schema):
     tracking_uri = fields.String(
-        required=True, validate=[validate.Length(max=2048), http_uri],
-        metadata={"description": "MLflow server URL (http or https)",
+        load_default=None, allow_none=False, validate=[validate.Length(max=2048), http_uri],
+        metadata={"description": "MLflow server URL (http or https); required unless "
+                                 "`profile` is given",
                   "example": "https://mlflow.example.com/mlflow-api"})
+    profile = fields.String(
+        load_default=None, allow_none=False,
+        validate=validate.Regexp(PROFILE_NAME, error="Not a profile name."),
+        metadata={"description": "A connection profile configured by the operator, instead of "
+                                 "tracking_uri, username, password and insecure_tls"})
     username = fields.String(
         load_default=None, allow_none=True, validate=validate.Length(min=1, max=256),
         metadata={"description": "MLflow username; omit (with password) for a server without auth"})
@@ -67,6 +79,32 @@ class ConnectionSchema(ma.Schema):
         load_default=15.0,
         validate=validate.Range(min=0.001, max=Config.MAX_HTTP_TIMEOUT),
         metadata={"description": "Seconds the whole request may take"})
+
+    @ma.validates_schema(pass_original=True)
+    def one_way_to_connect(self, data, original, **kwargs):
+        """A profile replaces the connection fields; without one, tracking_uri is required."""
+        if data.get("profile") is None:
+            if data.get("tracking_uri") is None:
+                raise ma.ValidationError("Missing data for required field.", "tracking_uri")
+            return
+        clashing = [f for f in PROFILE_REPLACES if isinstance(original, dict) and f in original]
+        if clashing:
+            raise ma.ValidationError({f: ["Not allowed with profile: the profile sets it."]
+                                      for f in clashing})
+
+
+def document_connection_rule(spec):
+    """Publish ``one_way_to_connect`` in the OpenAPI spec (marshmallow cannot express it):
+    tracking_uri without profile, or profile without the fields it sets. Clients and
+    fuzzers then see the rule the service applies."""
+    rule = {"anyOf": [
+        {"required": ["tracking_uri"], "not": {"required": ["profile"]}},
+        {"required": ["profile"],
+         "not": {"anyOf": [{"required": [field]} for field in PROFILE_REPLACES]}},
+    ]}
+    for component in spec.components.schemas.values():
+        if "profile" in component.get("properties", {}):
+            component.update(rule)
 
 
 class RunsQuerySchema(ConnectionSchema):

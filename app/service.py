@@ -59,20 +59,22 @@ class RunsAnswer:
 
 
 def runs(gateway: MlflowGateway, query: dict, cache: RunCache, *, concurrency: int,
-         refresh: bool = False, as_csv: bool = False) -> RunsAnswer:
+         refresh: bool = False, as_csv: bool = False, point_limit: int = None) -> RunsAnswer:
     listing, listed_from_cache = _listing(gateway, query, cache, refresh)
     selected, view = listing["runs"], View.of(query)
+    budget = PointBudget(point_limit)
     if as_csv or view.selects:
         # without histories (include_metric_history false) a CSV is its header only
         histories, hits = (RunSeries(gateway, cache, concurrency, refresh, view).collect(selected)
                            if query["include_metric_history"] else (None, 0))
+        budget.spend(sum(view.shown_size(series) for series in (histories or {}).values()))
         if as_csv:
             return RunsAnswer(export.csv_chunks(selected, histories, view), None,
                               _cache_state(gateway, listed_from_cache, hits),
                               _csv_headers(listing, view))
         pieces = [run_json(run, histories, view) for run in selected]
     else:
-        pieces, hits = RunPieces(gateway, cache, concurrency, refresh).build(
+        pieces, hits = RunPieces(gateway, cache, concurrency, refresh, budget).build(
             selected, query["include_metric_history"])
     return _json_answer(listing, pieces, view, _cache_state(gateway, listed_from_cache, hits))
 
@@ -191,13 +193,32 @@ class SingleFlight:
             time.sleep(self.WAIT_STEP)
 
 
+class PointBudget:
+    """MAX_RESPONSE_POINTS: the metric points one answer may carry, counted as runs come in
+    (cached runs from their cache header, fetched runs before they are encoded), so an
+    answer too large to build is refused before the worker holds its JSON."""
+
+    def __init__(self, limit: int | None):
+        self.limit, self.used = limit, 0
+
+    def spend(self, points: int):
+        self.used += points
+        if self.limit is not None and self.used > self.limit:
+            raise errors.InvalidInput(
+                f"This answer would carry more than MAX_RESPONSE_POINTS={self.limit} metric "
+                f"points (at least {self.used}). Narrow the query: fewer runs (limit, run_id, "
+                "run_ids, filter_string), metric_keys, max_points, since_step, or "
+                "\"include_metric_history\": false.")
+
+
 class RunPieces:
     """Each selected run as response JSON bytes: from the cache when it is a finished
     run whose cached copy is current, else built from MLflow (and cached if finished)."""
 
-    def __init__(self, gateway, cache, concurrency, refresh):
+    def __init__(self, gateway, cache, concurrency, refresh, budget=None):
         self.gateway, self.cache = gateway, cache
         self.concurrency, self.refresh = concurrency, refresh
+        self.points = budget or PointBudget(None)
 
     def build(self, runs, include_history):
         """[(run JSON bytes, number of histories)] in ``runs`` order, and the cache hits."""
@@ -218,21 +239,27 @@ class RunPieces:
         found = self.cache.get_entries([self._key(run) for run in rest]) if rest else {}
         for run in rest:
             entry = found.get(self._key(run))
-            if entry and entry[0].get("fingerprint") == fingerprint(run):
+            # An entry written before "points" was recorded is refetched (and rewritten).
+            if entry and entry[0].get("fingerprint") == fingerprint(run) and "points" in entry[0]:
                 self.cache.local.put(self._key(run), *entry)
                 copies[_id(run)] = entry
-        return {run_id: (entry[1], entry[0]["histories"])
-                for run_id, entry in copies.items() if entry}
+        ready = {run_id: entry for run_id, entry in copies.items() if entry}
+        self.points.spend(sum(entry[0]["points"] for entry in ready.values()))
+        return {run_id: (entry[1], entry[0]["histories"]) for run_id, entry in ready.items()}
 
     def _fetch(self, runs):
         wanted = [(_id(run), key) for run in runs for key in run_metric_keys(run)]
         histories = fetch_histories(self.gateway, wanted, self.concurrency) if wanted else {}
+        points = {_id(run): sum(histories[(_id(run), key)].size for key in run_metric_keys(run))
+                  for run in runs}
+        self.points.spend(sum(points.values()))  # before any of it is encoded as JSON
         ready = {}
         for run in runs:
             piece = run_json(run, histories)
             if _terminal(run):
                 header = {"status": run["info"]["status"], "fingerprint": fingerprint(run),
-                          "experiment_id": run["info"]["experiment_id"], "histories": piece[1]}
+                          "experiment_id": run["info"]["experiment_id"], "histories": piece[1],
+                          "points": points[_id(run)]}
                 self.cache.set_entry(self._key(run), header, piece[0])
                 self.cache.local.put(self._key(run), header, piece[0])
             ready[_id(run)] = piece

@@ -49,6 +49,11 @@ class View:
                                      since_step=self.since_step,
                                      since_timestamp=self.since_timestamp)
 
+    def shown_size(self, series) -> int:
+        """How many points ``points(series)`` holds (an upper bound with max_points)."""
+        size = history.window(series, self.since_step, self.since_timestamp).size
+        return min(size, self.max_points) if self.max_points else size
+
     def points(self, series) -> history.Series:
         """The points shown, ordered, without the stats (for CSV)."""
         shown = history.window(history.ordered(series), self.since_step, self.since_timestamp)

@@ -298,3 +298,16 @@ def test_openapi_documents_the_view_fields(client):
         assert fields[name]["description"]
     content = spec["paths"]["/mlflow/runs"]["post"]["responses"]["200"]["content"]
     assert set(content) == {"application/json", "text/csv"}
+
+
+def test_max_response_points_counts_what_the_view_returns(as_user, mlflow_server):
+    from app import create_app
+    client = create_app({"TESTING": True, "MAX_RESPONSE_POINTS": 1000}).test_client()
+    query = as_user(run_id=mlflow_server.ids["runs"]["long"])
+    too_big = client.post("/mlflow/runs", json=query)
+    assert too_big.status_code == 422 and "max_points" in too_big.get_json()["message"]
+    assert client.post("/mlflow/runs", json=dict(query, format="csv")).status_code == 422
+    thin = post_runs(client, dict(query, max_points=500))
+    assert one_run(thin)["metrics_history"][0]["total_points"] == seed.LONG_METRIC_POINTS
+    tail = post_runs(client, dict(query, since_step=seed.LONG_METRIC_POINTS - 10))
+    assert len(one_run(tail)["metrics_history"][0]["history"]) == 9

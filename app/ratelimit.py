@@ -1,0 +1,89 @@
+"""Per-client rate limiting of the MLflow routes (flask-limiter), when ``RATE_LIMIT`` is set.
+
+One budget per client address (``request.remote_addr``, which ``ProxyFix`` has already set
+to the client's), shared by POST /health, /mlflow/experiments and /mlflow/runs: the routes
+that cost MLflow and a worker something. Probes, docs, the spec and metrics are not counted.
+
+Counters live in the cache's Redis (``REDIS_URL``, Sentinel or Cluster), so every worker
+and host shares them; without Redis, in each process's memory. When Redis fails, each
+process counts in memory until Redis answers again (flask-limiter's in-memory fallback):
+a dead Redis never turns requests into 500s.
+"""
+import time
+
+import limits
+from flask import current_app, request
+from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded
+from flask_limiter.util import get_remote_address
+
+from app.errors import error_payload
+
+LIMITED_BLUEPRINTS = {"mlflow"}  # app/routes.py
+
+
+def init_app(app):
+    """Attach a limiter to ``app`` if ``RATE_LIMIT`` is set (else nothing is counted)."""
+    config = app.config
+    rate = config.get("RATE_LIMIT")
+    if not rate:
+        return None
+    try:
+        limits.parse_many(rate)
+    except ValueError:
+        raise ValueError(f"RATE_LIMIT={rate!r} is not a rate such as '120/minute' "
+                         "or '10/second;600/hour'") from None
+    uri, options = storage(config)
+    limiter = Limiter(
+        get_remote_address,
+        app=app,
+        application_limits=[ApplicationLimit(rate, exempt_when=_not_limited,
+                                             error_message=_message(rate))],
+        storage_uri=uri, storage_options=options,
+        # No X-RateLimit-* headers: they cost a storage round trip on every response.
+        headers_enabled=False,
+        swallow_errors=True, in_memory_fallback_enabled=True,
+    )
+    app.extensions["rate_limiter"] = limiter
+    app.register_error_handler(RateLimitExceeded, too_many_requests)
+    return limiter
+
+
+def too_many_requests(error: RateLimitExceeded):
+    """The one error shape, with Retry-After: seconds until this client's window ends."""
+    payload, status, headers = error_payload(error)
+    window = error.limit.limit.get_expiry()
+    try:
+        current = current_app.extensions["rate_limiter"].current_limit
+        seconds = current.reset_at - time.time() if current else window
+    except Exception:  # the storage failed just now: the window length is a safe upper bound
+        seconds = window
+    headers["Retry-After"] = str(max(1, min(window, int(seconds + 0.999))))
+    return payload, status, headers
+
+
+def storage(config) -> tuple[str, dict]:
+    """flask-limiter's storage URI and options: the cache's Redis, else process memory."""
+    if not (config.get("REDIS_URL") or config.get("REDIS_SENTINELS") or config.get("REDIS_CLUSTER")):
+        return "memory://", {}
+    timeout = config["REDIS_SOCKET_TIMEOUT"]
+    # Keys next to the cache's, so one prefix (and one ACL rule) covers the service.
+    options = {"key_prefix": config["CACHE_KEY_PREFIX"] + "ratelimit",
+               "socket_timeout": timeout, "socket_connect_timeout": timeout}
+    if config.get("REDIS_PASSWORD") and not config.get("REDIS_URL"):
+        options["password"] = config["REDIS_PASSWORD"]
+    if config.get("REDIS_SENTINELS"):
+        hosts = ",".join(h.strip() for h in config["REDIS_SENTINELS"].split(","))
+        return f"redis+sentinel://{hosts}/{config['REDIS_SENTINEL_MASTER']}", options
+    if config.get("REDIS_CLUSTER"):
+        hosts = ",".join(h.strip() for h in config["REDIS_CLUSTER"].split(","))
+        return f"redis+cluster://{hosts}", options
+    return config["REDIS_URL"], options
+
+
+def _not_limited() -> bool:
+    return request.blueprint not in LIMITED_BLUEPRINTS
+
+
+def _message(rate):
+    return (f"Too many requests from this client: at most {rate} (RATE_LIMIT). "
+            "Retry after the number of seconds in the Retry-After header.")
