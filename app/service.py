@@ -103,14 +103,18 @@ def _cache_state(gateway, listed_from_cache, hits):
     return "PARTIAL" if listed_from_cache or hits else "MISS"
 
 
+HEADER_ERRORS = 20  # reverse proxies refuse large response headers (nginx: 4-8 KB in all)
+
+
 def _csv_headers(listing, view):
     """What the JSON answer would report beside the rows (ASCII-safe JSON)."""
     headers = {"Content-Disposition": 'attachment; filename="mlflow-runs.csv"'}
     if view.metric_keys:
         headers["X-Unknown-Metric-Keys"] = json.dumps(view.unknown_keys(listing["runs"]))
     if "errors" in listing:
+        headers["X-Run-Errors-Count"] = str(len(listing["errors"]))
         headers["X-Run-Errors"] = json.dumps(
-            [{"run_id": e["run_id"], "code": e["code"]} for e in listing["errors"]])
+            [{"run_id": e["run_id"], "code": e["code"]} for e in listing["errors"][:HEADER_ERRORS]])
     return headers
 
 

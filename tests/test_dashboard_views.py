@@ -260,6 +260,15 @@ def test_csv_by_accept_header_with_views(client, as_user, mlflow_server):
     assert json_answer.mimetype == "application/json"
 
 
+def test_csv_reports_run_errors_in_headers(client, as_user, mlflow_server):
+    ids = mlflow_server.ids["runs"]
+    response = client.post("/mlflow/runs", json=as_user(
+        run_ids=[ids["failed"], "0" * 32], format="csv"))
+    assert {r["run_id"] for r in read_csv(response)} == {ids["failed"]}
+    assert response.headers["X-Run-Errors"] == '[{"run_id": "' + "0" * 32 + '", "code": 404}]'
+    assert response.headers["X-Run-Errors-Count"] == "1"
+
+
 def test_csv_without_histories_is_the_header_only(client, as_user, mlflow_server, mlflow_calls):
     response = client.post("/mlflow/runs", json=as_user(
         run_id=mlflow_server.ids["runs"]["finished"], format="csv", include_metric_history=False))
