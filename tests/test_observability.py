@@ -266,16 +266,18 @@ def gunicorn_metrics(redis_url, tmp_path):
                              "wsgi:app"], cwd=ROOT, env=env, start_new_session=True,
                             stdout=stdout, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            requests.get(f"{base}/metrics", timeout=1)
-            break
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    yield base, proc, tmp_path / "stdout"
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(20)
-    stdout.close()
+    try:
+        for _ in range(200):
+            try:
+                requests.get(f"{base}/metrics", timeout=1)
+                break
+            except requests.RequestException:  # not listening, or a worker still booting
+                time.sleep(0.1)
+        yield base, proc, tmp_path / "stdout"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(20)
+        stdout.close()
 
 
 def _replace_workers(master):
