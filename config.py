@@ -63,6 +63,10 @@ class Config:
     # Keys the MACs of cached grants and entries; must be the same on every worker and host.
     SECRET_KEY = os.environ.get("SECRET_KEY")
 
+    # Observability (README "Operating it"): GET /metrics and the JSON access log on stdout
+    METRICS_ENABLED = os.environ.get("METRICS_ENABLED", "true").lower() not in ("0", "false", "no", "off")
+    ACCESS_LOG = os.environ.get("ACCESS_LOG", "true").lower() not in ("0", "false", "no", "off")
+
     # OpenAPI / Swagger UI (assets served locally: no CDN on many internal networks)
     API_TITLE = "MLflow Logs API"
     API_VERSION = "1.0.0"

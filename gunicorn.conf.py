@@ -1,5 +1,8 @@
 """gunicorn settings: ``gunicorn -c gunicorn.conf.py wsgi:app``. Each can be set from the env."""
+import glob
 import os
+import shutil
+import tempfile
 
 bind = os.environ.get("GUNICORN_BIND", f"0.0.0.0:{os.environ.get('PORT', '8001')}")
 # Requests mostly wait on MLflow: threads per worker carry the concurrency.
@@ -13,7 +16,9 @@ keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
 # Recycle workers now and then so a slow leak cannot grow without bound.
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "2000"))
 max_requests_jitter = 200
-accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-")
+# Off: the app writes one JSON line per request (request id, route, cache, MLflow calls;
+# ACCESS_LOG). GUNICORN_ACCESSLOG=- turns gunicorn's own line on as well.
+accesslog = os.environ.get("GUNICORN_ACCESSLOG") or None
 # The request line only (no bodies, no Authorization header).
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(L)ss'
 errorlog = "-"
@@ -21,6 +26,16 @@ loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 # ProxyFix in the app trusts X-Forwarded-* (PROXY_FIX_HOPS); gunicorn itself
 # must not rewrite them.
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+# Metrics with several workers: each worker writes its values to files in
+# PROMETHEUS_MULTIPROC_DIR and /metrics adds up all of them. Without the variable a
+# directory of our own is made; workers inherit the variable (the app is loaded after
+# the fork), and the master empties the directory at start and removes its own at exit.
+OWN_METRICS_DIR = "MLFLOW_LOGS_OWN_METRICS_DIR"  # in the environment: survives a config reload
+if (os.environ.get("METRICS_ENABLED", "true").lower() not in ("0", "false", "no", "off")
+        and not os.environ.get("PROMETHEUS_MULTIPROC_DIR")):
+    os.environ[OWN_METRICS_DIR] = tempfile.mkdtemp(prefix="mlflow-logs-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.environ[OWN_METRICS_DIR]
 
 
 def post_fork(server, worker):
@@ -38,3 +53,24 @@ def post_fork(server, worker):
     m_trim_threshold, m_mmap_threshold = -1, -3
     libc.mallopt(m_mmap_threshold, 128 * 1024)
     libc.mallopt(m_trim_threshold, 128 * 1024)
+
+
+def on_starting(server):
+    """Start metrics from zero: files left by an earlier run would be counted again."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+        for leftover in glob.glob(os.path.join(directory, "*.db")):
+            os.remove(leftover)
+
+
+def child_exit(server, worker):
+    """A dead worker's counts stay in the totals; its live gauges are dropped."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+        multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if os.environ.get(OWN_METRICS_DIR):
+        shutil.rmtree(os.environ[OWN_METRICS_DIR], ignore_errors=True)

@@ -31,6 +31,8 @@ from urllib.parse import urlsplit, urlunsplit
 import orjson
 from cachelib.serializers import BaseSerializer
 
+from app import observability
+
 log = logging.getLogger(__name__)
 
 HEADER_MAX = 4096  # bytes: an entry's MAC and header lines are far shorter
@@ -185,6 +187,7 @@ class RunCache:
         except Exception as exc:  # redis errors, OSError, a full Redis (OOM) ...
             with self._lock:
                 self._down_until = time.monotonic() + self.retry_after
+            observability.cache_error(what)
             log.warning("cache: %s failed (%s: %s); answering from MLflow",
                         what, type(exc).__name__, exc)
             return default
@@ -196,7 +199,11 @@ class RunCache:
     # --- grants ----------------------------------------------------------
 
     def has_grant(self, target, experiment_id) -> bool:
-        return self.auth_ttl > 0 and self._call("get", self.grant_key(target, experiment_id)) == 1
+        if self.auth_ttl <= 0:
+            return False
+        found = self._call("get", self.grant_key(target, experiment_id)) == 1
+        observability.cache_lookups("grant", hits=int(found), misses=int(not found))
+        return found
 
     def record_grant(self, target, experiment_id):
         if self.auth_ttl > 0:
@@ -222,6 +229,7 @@ class RunCache:
         mac, head, payload = prefix[:mac_end], prefix[mac_end + 1:head_end], value[head_end + 1:]
         if mac_end < 0 or head_end < 0 or not hmac.compare_digest(mac, self._mac_of(key, head, payload)):
             log.warning("cache: ignoring entry %s that this service did not write", key)
+            observability.cache_error("verify")
             return None
         return orjson.loads(head), payload
 
@@ -234,6 +242,7 @@ class RunCache:
         if self.list_ttl <= 0:
             return None
         entry = self._open(key, self._call("get", key))
+        observability.cache_lookups("listing", hits=int(bool(entry)), misses=int(not entry))
         return orjson.loads(entry[1]) if entry else None
 
     def set_listing(self, key, listing):

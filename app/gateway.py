@@ -18,7 +18,7 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
-from app import errors, history
+from app import errors, history, observability
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +129,7 @@ class MlflowGateway:
         self.concurrency = pool_size  # parallel calls a request may make
         self.calls = 0  # MLflow requests made, for logs and tests
         self._calls_lock = threading.Lock()
+        observability.track_gateway(self)
 
     # --- transport -------------------------------------------------------
 
@@ -138,9 +139,8 @@ class MlflowGateway:
         A status in ``decline`` raises ``Declined`` for the caller to handle
         instead of the service error it would map to.
         """
-        url = self.target.uri.rstrip("/") + endpoint
         for attempt in range(self.max_retries + 1):
-            response = self._send(method, url, params, body)
+            response = self._send(method, endpoint, params, body)
             if response.status_code not in RETRY_STATUSES or attempt == self.max_retries:
                 break
             pause = _retry_after(response, default=0.25 * 2**attempt)
@@ -151,12 +151,14 @@ class MlflowGateway:
             raise Declined(response.status_code, _mlflow_message(response))
         return self._decode(response)
 
-    def _send(self, method, url, params, body):
+    def _send(self, method, endpoint, params, body):
+        url = self.target.uri.rstrip("/") + endpoint
         timeout = self.deadline.check()
         with self._calls_lock:
             self.calls += 1
         try:
-            return self.session.request(
+            return observability.observe_mlflow(
+                endpoint, self.session.request,
                 method, url, params=params, json=body, headers=self.target.headers,
                 verify=self.target.verify_tls, timeout=timeout, allow_redirects=False,
             )

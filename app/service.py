@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from app import errors, export, history, selection
+from app import errors, export, history, observability, selection
 from app.fetch import fetch_histories
 from app.cache import TERMINAL, RunCache, fingerprint
 from app.gateway import MlflowGateway
@@ -168,6 +168,8 @@ class SingleFlight:
         locks = {_id(run): self.lock_key(run) for run in runs if _terminal(run)}
         ready = {} if self.refresh else self.cached([run for run in runs if _id(run) in locks])
         hits = len(ready)
+        if not self.refresh:
+            observability.cache_lookups("run", hits=hits, misses=len(locks) - hits)
         missing = [run for run in runs if _id(run) not in ready]
         mine = [run for run in missing if _id(run) not in locks
                 or self.cache.try_lock(locks[_id(run)], self.deadline.remaining())]
@@ -186,6 +188,7 @@ class SingleFlight:
                 ready[_id(run)] = self._wait_for(run, locks[_id(run)]) or self.fetch([run])[_id(run)]
         return ready, hits
 
+    @observability.single_flight_wait
     def _wait_for(self, run, lock):
         while True:
             self.deadline.check()
@@ -193,7 +196,8 @@ class SingleFlight:
             if found:
                 return found[_id(run)]
             if not self.cache.is_locked(lock):
-                return None
+                # stored between our look and the unlock, or the fetch failed (None)
+                return self.cached([run]).get(_id(run))
             time.sleep(self.WAIT_STEP)
 
 

@@ -28,7 +28,7 @@ def gunicorn(redis_url):
         try:
             requests.post(f"{base}/health", json={}, timeout=1)
             break
-        except requests.ConnectionError:
+        except requests.RequestException:  # a worker still booting may time out the read
             time.sleep(0.1)
     yield base
     os.killpg(proc.pid, signal.SIGTERM)
