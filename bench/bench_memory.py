@@ -45,7 +45,7 @@ import requests  # noqa: E402
 
 from bench.common import (  # noqa: E402
     REQUEST_TIMEOUT, BenchError, add_service_env_option, parse_service_env, run_bench,
-    service, step, tail,
+    children, service, step, tail,
 )
 from tests.support.mlflow_server import BASE_TIME_MS, MlflowServer, _client, _db_path  # noqa: E402
 from tests.support.proxy import MlflowProxy  # noqa: E402
@@ -129,16 +129,6 @@ def app_sources() -> str:
 
 
 # -- the worker's memory ------------------------------------------------------------
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
-            if int(stat.read_text().rpartition(")")[2].split()[1]) == pid:
-                found.append(int(stat.parent.name))
-    return sorted(found)
 
 
 def the_worker(master_pid: int, log: Path) -> int:

@@ -105,7 +105,9 @@ def service(work: Path, redis_url: str | None, *, workers: int = 2, threads: int
     if threads is not None:
         env["GUNICORN_THREADS"] = str(threads)
     env.update(extra_env or {})
-    cmd = [str(REPO / ".venv/bin/gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"]
+    # The gunicorn next to the running interpreter: .venv's for the benchmarks, the
+    # test run's own for tests that reuse this (CI and worktrees may differ).
+    cmd = [str(Path(sys.executable).parent / "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"]
     base = f"http://{LOOPBACK}:{port}"
     with process_group(cmd, log, cwd=REPO, env=env) as proc:
         # A bogus body is answered 422 without calling MLflow: the app is up.
@@ -113,6 +115,17 @@ def service(work: Path, redis_url: str | None, *, workers: int = 2, threads: int
             return requests.post(f"{base}/health", json={"bogus": 1}, timeout=2).status_code == 422
         wait_until(ready, proc, log, "gunicorn")
         yield Service(base, log, proc)
+
+
+def children(pid: int) -> list[int]:
+    """Pids whose parent is ``pid`` (a gunicorn master's workers), from /proc (Linux)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+            if int(stat.read_text().rpartition(")")[2].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+    return sorted(found)
 
 
 def run_bench(run, args):
