@@ -189,13 +189,20 @@ def checker(name: str, run_id: str):
     return check
 
 
-def recycles(log: Path, start: int) -> int:
-    """Workers gunicorn restarted after GUNICORN_MAX_REQUESTS since ``start`` (a log offset):
-    each restart closes that worker's idle keep-alive connections, and a client that
-    sends on one just then gets a connection error."""
+def log_events(log: Path, start: int) -> dict:
+    """What gunicorn's log says happened since ``start`` (a log offset).
+
+    recycled: workers restarted after GUNICORN_MAX_REQUESTS; each restart closes that
+      worker's idle keep-alive connections, and a client sending on one just then gets
+      a connection error.
+    cache_errors: Redis calls that failed or outlasted REDIS_SOCKET_TIMEOUT; the worker
+      then leaves the cache alone for CACHE_RETRY_AFTER and asks MLflow instead.
+    """
     with open(log, "rb") as f:
         f.seek(start)
-        return f.read().count(b"Autorestarting worker")
+        text = f.read()
+    return {"worker_recycles": text.count(b"Autorestarting worker"),
+            "cache_errors": text.count(b"answering from MLflow")}
 
 
 def run(args, stack: contextlib.ExitStack) -> dict:
@@ -234,13 +241,13 @@ def run(args, stack: contextlib.ExitStack) -> dict:
             log_start = svc.log.stat().st_size
             row = drive(svc.base, payload, reference, clients, args.seconds, args.max_requests)
             row.update(mlflow_requests=proxy.count(), response_bytes=len(reference),
-                       worker_recycles=recycles(svc.log, log_start))
+                       **log_events(svc.log, log_start))
             print(f"  {clients} clients: {row['answered']} answers in {row['seconds']:.1f} s, "
                   f"{row['requests_per_second']:.1f} req/s, p50 {row['p50_ms']:.1f} ms, "
                   f"p99 {row['p99_ms']:.1f} ms, failures {row['failures']}, non-200 "
                   f"{row['non_200']}, wrong {row['wrong']}, X-Cache {row['x_cache']}, "
                   f"MLflow requests {row['mlflow_requests']}, workers recycled "
-                  f"{row['worker_recycles']}", flush=True)
+                  f"{row['worker_recycles']}, cache errors {row['cache_errors']}", flush=True)
             rows.append(row)
         results[name] = rows
     return results
@@ -251,7 +258,8 @@ def run(args, stack: contextlib.ExitStack) -> dict:
 
 def print_report(results: dict):
     header = ("scenario", "bytes/answer", "clients", "answers", "req/s", "MiB/s", "p50 ms",
-              "p99 ms", "max ms", "failed", "non-200", "wrong", "MLflow requests", "recycled")
+              "p99 ms", "max ms", "failed", "non-200", "wrong", "MLflow requests", "recycled",
+              "cache errors")
     lines = []
     for name, rows in results.items():
         for row in rows:
@@ -260,7 +268,7 @@ def print_report(results: dict):
                           f"{row['mib_per_second']:.1f}", f"{row['p50_ms']:.1f}",
                           f"{row['p99_ms']:.1f}", f"{row['max_ms']:.1f}", str(row["failures"]),
                           str(row["non_200"]), str(row["wrong"]), str(row["mlflow_requests"]),
-                          str(row["worker_recycles"])))
+                          str(row["worker_recycles"]), str(row["cache_errors"])))
     widths = [max(len(r[i]) for r in [header, *lines]) for i in range(len(header))]
     print()
     for row in [header, tuple("-" * w for w in widths), *lines]:
