@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from bench.common import children, service
 from tests.conftest_mlflow import _data_dir
@@ -41,7 +42,6 @@ def runs_body(server, tracking_uri=None, **fields):
 
 
 def expected_answer(base, body):
-    import requests
     response = requests.post(f"{base}/mlflow/runs", json=body, timeout=HTTP_TIMEOUT + 5)
     assert response.status_code == 200, response.text
     answer = response.json()
