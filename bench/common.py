@@ -129,7 +129,9 @@ def service(work: Path, redis_url: str | None, *, workers: int = 2, threads: int
     if threads is not None:
         env["GUNICORN_THREADS"] = str(threads)
     env.update(extra_env or {})
-    cmd = [str(REPO / ".venv/bin/gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"]
+    # The gunicorn next to the running interpreter: .venv's for the benchmarks, the
+    # test run's own for tests that reuse this (CI and worktrees may differ).
+    cmd = [str(Path(sys.executable).parent / "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"]
     base = f"http://{LOOPBACK}:{port}"
     with process_group(cmd, log, cwd=REPO, env=env) as proc:
         # A bogus body is answered 422 without calling MLflow: the app is up.

@@ -19,6 +19,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.common import children
 from tests.support.mlflow_server import free_port
 from tests.support.proxy import MlflowProxy
 
@@ -234,18 +235,6 @@ def test_metrics_can_be_switched_off(cached_app):
 
 # --- several gunicorn workers -------------------------------------------------
 
-def _children(pid):
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if entry.name.isdigit() and int(fields[1]) == pid:
-            found.append(int(entry.name))
-    return sorted(found)
-
-
 def _stale_metrics(directory):
     """A worker's metric file as an earlier run would have left it: 1000 requests."""
     code = ("from app import observability as o\n"
@@ -285,16 +274,16 @@ def gunicorn_metrics(redis_url, tmp_path):
 
 def _replace_workers(master):
     """Kill every worker and wait for gunicorn to start as many new ones."""
-    old = _children(master)
+    old = children(master)
     assert len(old) == 2
     for pid in old:
         os.kill(pid, signal.SIGKILL)
     for _ in range(200):
-        now = _children(master)
+        now = children(master)
         if len(now) == 2 and not set(now) & set(old):
             return now
         time.sleep(0.1)
-    raise AssertionError(f"gunicorn did not replace workers {old}: {_children(master)}")
+    raise AssertionError(f"gunicorn did not replace workers {old}: {children(master)}")
 
 
 def test_metrics_add_up_across_gunicorn_workers(gunicorn_metrics):
