@@ -72,7 +72,10 @@ def test_redis_killed_mid_load(tmp_path, fault_mlflow):
             service(tmp_path, redis_server.url, workers=2, extra_env={
                 "CACHE_RETRY_AFTER": str(CACHE_RETRY_AFTER),
                 # No list refresh during the test: a HIT then means Redis answered.
-                "RUN_LIST_TTL": "300"}) as svc:
+                "RUN_LIST_TTL": "300",
+                # Every run read from Redis: the workers' own copies would (rightly) serve
+                # it while Redis is down, and this test is about Redis going away.
+                "LOCAL_COPIES_MB": "0"}) as svc:
         body = runs_body(fault_mlflow, proxy.uri)
         expected = expected_answer(svc.base, body)
         with Poller(f"{svc.base}/mlflow/runs", body, threads=4) as poller:
