@@ -14,8 +14,10 @@ timeout = int(os.environ.get("GUNICORN_TIMEOUT", "330"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
 # Recycle workers now and then so a slow leak cannot grow without bound.
-max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "2000"))
-max_requests_jitter = 200
+# Each recycling closes the worker's keep-alive connections, and a client sending on one
+# at that instant gets a connection error (POST is not retried): rare enough at 50,000.
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "50000"))
+max_requests_jitter = max_requests // 10
 # Off: the app writes one JSON line per request (request id, route, cache, MLflow calls;
 # ACCESS_LOG). GUNICORN_ACCESSLOG=- turns gunicorn's own line on as well.
 accesslog = os.environ.get("GUNICORN_ACCESSLOG") or None

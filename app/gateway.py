@@ -205,8 +205,9 @@ class MlflowGateway:
         pages = self._pages("POST", f"{API}/experiments/search", "experiments", body)
         return [experiment for page in pages for experiment in page]
 
-    def get_experiment(self, experiment_id: str):
-        data = self.call("GET", f"{API}/experiments/get", params={"experiment_id": experiment_id})
+    def get_experiment(self, experiment_id: str, *, decline=()):
+        data = self.call("GET", f"{API}/experiments/get", params={"experiment_id": experiment_id},
+                         decline=decline)
         return data["experiment"]
 
     def get_experiment_by_name(self, name: str):

@@ -100,7 +100,9 @@ def resolve_experiment(gateway, query):
                                 f"Experiment '{query['experiment_name']}' not found. "
                                 "POST /mlflow/experiments lists the names you can read.")
     if query["experiment_id"] is not None:
-        by_id = _not_found_as(gateway.get_experiment, query["experiment_id"],
+        # MLflow answers 400 to an id that cannot be one ("abc"): no such experiment.
+        by_id = _not_found_as(lambda i: gateway.get_experiment(i, decline=(400,)),
+                              query["experiment_id"],
                               f"Experiment with id '{query['experiment_id']}' not found.")
     if by_name and by_id and by_name["experiment_id"] != by_id["experiment_id"]:
         raise errors.InvalidInput(
@@ -174,5 +176,5 @@ def slim(run):
 def _not_found_as(fetch, key, message):
     try:
         return fetch(key)
-    except errors.NotFound:
+    except (errors.NotFound, Declined):
         raise errors.NotFound(message) from None

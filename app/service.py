@@ -119,20 +119,27 @@ def _csv_headers(listing, view):
 
 
 def _listing(gateway, query, cache, refresh):
-    """The query's runs: from the cache (after an auth check) or from MLflow."""
+    """The query's runs: from the cache (after an auth check) or from MLflow. When the
+    cached list expires under many polls, one of them asks MLflow; the others wait."""
     key = cache.list_key(gateway.target, query)
-    listing = None if refresh else cache.get_listing(key)
-    if listing is not None:
+    if refresh or cache.list_ttl <= 0:
+        return _select(gateway, query, cache, key), False
+    listing, cached = one_asks(cache, gateway.deadline, key, lambda: cache.get_listing(key),
+                               lambda: _select(gateway, query, cache, key))
+    if cached:
         for experiment_id in _experiments_of(listing):
             _ensure_grant(gateway, cache, experiment_id)
-        return listing, True
+    return listing, cached
+
+
+def _select(gateway, query, cache, key):
     listing = selection.select(gateway, query)
     # MLflow just answered these credentials for these experiments (its searches
     # leave out what the caller may not read).
     for experiment_id in _experiments_of(listing):
         cache.record_grant(gateway.target, experiment_id)
     cache.set_listing(key, listing)
-    return listing, False
+    return listing
 
 
 def _experiments_of(listing):
@@ -144,9 +151,43 @@ def _experiments_of(listing):
 
 def _ensure_grant(gateway, cache, experiment_id):
     """MLflow must have accepted these credentials for this experiment recently."""
-    if not cache.has_grant(gateway.target, experiment_id):
+    def ask():
         gateway.get_experiment(experiment_id)  # 401/403 propagate to the caller
         cache.record_grant(gateway.target, experiment_id)
+        return True
+
+    if cache.auth_ttl <= 0:
+        ask()
+        return
+    one_asks(cache, gateway.deadline, cache.grant_key(gateway.target, experiment_id),
+             lambda: cache.has_grant(gateway.target, experiment_id) or None, ask)
+
+
+WAIT_STEP = 0.05  # seconds between looks while another request asks MLflow
+
+
+def one_asks(cache, deadline, key, look, ask):
+    """(``look()``, True) if the cache has it, else (``ask()``, False), with one request
+    at a time asking for ``key``: the others wait for its answer in the cache (a lock
+    there) rather than all asking MLflow at once. A failed ask leaves the others to
+    ask for themselves (and get the same error)."""
+    found = look()
+    if found is not None:
+        return found, True
+    if cache.try_lock(key, deadline.remaining()):
+        try:
+            found = look()  # stored since we looked
+            return (found, True) if found is not None else (ask(), False)
+        finally:
+            cache.unlock(key)
+    while cache.is_locked(key):
+        deadline.check()
+        time.sleep(WAIT_STEP)
+        found = look()
+        if found is not None:
+            return found, True
+    found = look()
+    return (found, True) if found is not None else (ask(), False)
 
 
 class SingleFlight:
@@ -154,8 +195,6 @@ class SingleFlight:
     cache. A run missing there is fetched by one request, under a lock in the cache,
     while the others asking for it at the same moment wait for its result; runs that
     are not finished are always fetched (they are never cached)."""
-
-    WAIT_STEP = 0.05
 
     def __init__(self, cache, deadline, *, refresh, lock_key, cached, fetch):
         self.cache, self.deadline, self.refresh = cache, deadline, refresh
@@ -198,7 +237,7 @@ class SingleFlight:
             if not self.cache.is_locked(lock):
                 # stored between our look and the unlock, or the fetch failed (None)
                 return self.cached([run]).get(_id(run))
-            time.sleep(self.WAIT_STEP)
+            time.sleep(WAIT_STEP)
 
 
 class PointBudget:

@@ -295,3 +295,37 @@ def test_warm_poll_from_the_workers_copy_reads_no_run_from_redis(cached_app, bod
     assert len(reads) == 1
     poll(other, query)
     assert len(reads) == 1
+
+
+def _concurrent_polls(app, query, n=6):
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(
+        app.test_client().post("/mlflow/runs", json=query))) for _ in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [r.status_code for r in results] == [200] * n
+    return results
+
+
+def test_an_expired_listing_is_asked_of_mlflow_once(cached_app, body, proxy):
+    app = cached_app(RUN_LIST_TTL=1)
+    query = body(experiment_name="shared-exp", include_metric_history=False)
+    poll(app.test_client(), query)
+    time.sleep(1.2)
+    proxy.reset()
+    results = _concurrent_polls(app, query)
+    assert len({r.data for r in results}) == 1
+    assert proxy.count("get-by-name") == 1 and proxy.count("runs/search") == 1, proxy.paths
+
+
+def test_an_expired_grant_is_asked_of_mlflow_once(cached_app, body, proxy, mlflow_server):
+    app = cached_app(AUTH_CACHE_TTL=1, RUN_LIST_TTL=60)
+    query = body(run_id=mlflow_server.ids["runs"]["finished"])
+    poll(app.test_client(), query)
+    time.sleep(1.2)
+    proxy.reset()
+    _concurrent_polls(app, query)
+    assert proxy.paths and all("experiments/get" in path for path in proxy.paths), proxy.paths
+    assert proxy.count("experiments/get") == 1

@@ -261,3 +261,11 @@ def test_filters_mlflow_rejects_are_422(client, as_user, fields, field):
     body = post_runs(client, as_user(experiment_name="shared-exp", **fields), status=422)
     assert "MLflow rejected" in body["message"] and field in body["message"]
     assert list(body["errors"]) == [field]
+
+
+@pytest.mark.parametrize("experiment_id", ["abc", "-"])
+def test_an_experiment_id_mlflow_cannot_parse_is_not_found(app_module_client, mlflow_server,
+                                                           experiment_id):
+    body = post_runs(app_module_client, user_body(mlflow_server, experiment_id=experiment_id),
+                     status=404)
+    assert experiment_id in body["message"]
