@@ -2,7 +2,6 @@
 since_timestamp, run_ids, run_status, CSV) against a real basic-auth MLflow and Redis."""
 import csv
 import io
-import math
 import os
 import time
 
