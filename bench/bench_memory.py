@@ -681,10 +681,11 @@ def run(args, stack: contextlib.ExitStack):
             "run_id": run_id, "http_timeout": HTTP_TIMEOUT}
     check = lambda content: check_runs_payload(content, run_id, args.points)  # noqa: E731
 
-    # The cold request outlasts the default RUN_LIST_TTL (10 s): keep the listing for the
-    # run, so that the later requests measure the cache and not MLflow's listing calls.
-    with service(work, None, workers=1, threads=2,
-                 extra_env={"RUN_LIST_TTL": "3600", **args.service_env}) as svc:
+    # The cold requests outlast the default RUN_LIST_TTL (10 s) and AUTH_CACHE_TTL (60 s):
+    # keep the listing and the grant, so that the later requests measure the cache and
+    # not MLflow's listing and permission calls.
+    with service(work, None, workers=1, threads=2, extra_env={
+            "RUN_LIST_TTL": "3600", "AUTH_CACHE_TTL": "3600", **args.service_env}) as svc:
         pid = the_worker(svc.master.pid, svc.log)
         worker = {"pid": pid, "at_start": memory(pid)}
         step(f"MLflow {server.uri} (proxy {proxy.uri}), service {svc.base} (worker pid {pid}, "
