@@ -201,9 +201,7 @@ class RunCache:
     def has_grant(self, target, experiment_id) -> bool:
         if self.auth_ttl <= 0:
             return False
-        found = self._call("get", self.grant_key(target, experiment_id)) == 1
-        observability.cache_lookups("grant", hits=int(found), misses=int(not found))
-        return found
+        return self._call("get", self.grant_key(target, experiment_id)) == 1
 
     def record_grant(self, target, experiment_id):
         if self.auth_ttl > 0:
@@ -242,7 +240,6 @@ class RunCache:
         if self.list_ttl <= 0:
             return None
         entry = self._open(key, self._call("get", key))
-        observability.cache_lookups("listing", hits=int(bool(entry)), misses=int(not entry))
         return orjson.loads(entry[1]) if entry else None
 
     def set_listing(self, key, listing):

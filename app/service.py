@@ -125,7 +125,7 @@ def _listing(gateway, query, cache, refresh):
     if refresh or cache.list_ttl <= 0:
         return _select(gateway, query, cache, key), False
     listing, cached = one_asks(cache, gateway.deadline, key, lambda: cache.get_listing(key),
-                               lambda: _select(gateway, query, cache, key))
+                               lambda: _select(gateway, query, cache, key), kind="listing")
     if cached:
         for experiment_id in _experiments_of(listing):
             _ensure_grant(gateway, cache, experiment_id)
@@ -160,17 +160,24 @@ def _ensure_grant(gateway, cache, experiment_id):
         ask()
         return
     one_asks(cache, gateway.deadline, cache.grant_key(gateway.target, experiment_id),
-             lambda: cache.has_grant(gateway.target, experiment_id) or None, ask)
+             lambda: cache.has_grant(gateway.target, experiment_id) or None, ask, kind="grant")
 
 
 WAIT_STEP = 0.05  # seconds between looks while another request asks MLflow
 
 
-def one_asks(cache, deadline, key, look, ask):
+def one_asks(cache, deadline, key, look, ask, *, kind):
     """(``look()``, True) if the cache has it, else (``ask()``, False), with one request
     at a time asking for ``key``: the others wait for its answer in the cache (a lock
     there) rather than all asking MLflow at once. A failed ask leaves the others to
-    ask for themselves (and get the same error)."""
+    ask for themselves (and get the same error). Counted once per call as a ``kind``
+    cache lookup: a hit if the answer came from the cache, however long it waited."""
+    found, cached = _look_or_ask(cache, deadline, key, look, ask)
+    observability.cache_lookups(kind, hits=int(cached), misses=int(not cached))
+    return found, cached
+
+
+def _look_or_ask(cache, deadline, key, look, ask):
     found = look()
     if found is not None:
         return found, True
