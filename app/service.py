@@ -187,14 +187,21 @@ def _look_or_ask(cache, deadline, key, look, ask):
             return (found, True) if found is not None else (ask(), False)
         finally:
             cache.unlock(key)
-    while cache.is_locked(key):
+    found = wait_while_locked(cache, deadline, key, look)
+    return (found, True) if found is not None else (ask(), False)
+
+
+def wait_while_locked(cache, deadline, lock, look):
+    """What the request holding ``lock`` stored (``look()`` not None), once it has; None
+    if it let go without storing anything (its ask failed): the caller asks itself."""
+    while True:
         deadline.check()
-        time.sleep(WAIT_STEP)
         found = look()
         if found is not None:
-            return found, True
-    found = look()
-    return (found, True) if found is not None else (ask(), False)
+            return found
+        if not cache.is_locked(lock):
+            return look()  # stored between our look and the unlock
+        time.sleep(WAIT_STEP)
 
 
 class SingleFlight:
@@ -236,15 +243,8 @@ class SingleFlight:
 
     @observability.single_flight_wait
     def _wait_for(self, run, lock):
-        while True:
-            self.deadline.check()
-            found = self.cached([run])
-            if found:
-                return found[_id(run)]
-            if not self.cache.is_locked(lock):
-                # stored between our look and the unlock, or the fetch failed (None)
-                return self.cached([run]).get(_id(run))
-            time.sleep(WAIT_STEP)
+        return wait_while_locked(self.cache, self.deadline, lock,
+                                 lambda: self.cached([run]).get(_id(run)))
 
 
 class PointBudget:
@@ -288,13 +288,14 @@ class RunPieces:
 
     def _cached(self, runs):
         """This worker's own copies first, then the shared cache (keeping what it sends)."""
-        copies = {_id(run): self.cache.local.get(self._key(run), fingerprint(run)) for run in runs}
+        prints = {_id(run): fingerprint(run) for run in runs}
+        copies = {_id(run): self.cache.local.get(self._key(run), prints[_id(run)]) for run in runs}
         rest = [run for run in runs if copies[_id(run)] is None]
         found = self.cache.get_entries([self._key(run) for run in rest]) if rest else {}
         for run in rest:
             entry = found.get(self._key(run))
             # An entry written before "points" was recorded is refetched (and rewritten).
-            if entry and entry[0].get("fingerprint") == fingerprint(run) and "points" in entry[0]:
+            if entry and entry[0].get("fingerprint") == prints[_id(run)] and "points" in entry[0]:
                 self.cache.local.put(self._key(run), *entry)
                 copies[_id(run)] = entry
         ready = {run_id: entry for run_id, entry in copies.items() if entry}
