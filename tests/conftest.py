@@ -6,6 +6,7 @@ import redis
 
 from app import create_app
 from tests.conftest_mlflow import *  # noqa: F401,F403  real MLflow servers
+from tests.support.proxy import MlflowProxy
 
 
 @pytest.fixture
@@ -76,3 +77,28 @@ def cached_app(redis_url, redis_prefix):
         return create_app({"TESTING": True, "REDIS_URL": redis_url, "SECRET_KEY": "test-secret",
                            "CACHE_KEY_PREFIX": redis_prefix, **config})
     return make
+
+
+@pytest.fixture
+def proxy(mlflow_server):
+    """A counting proxy in front of the module's ``mlflow_server``: every call shows."""
+    with MlflowProxy(mlflow_server.uri) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+def body(as_user, proxy):
+    """``as_user`` with the calls going through ``proxy``."""
+    def make(user="admin", **fields):
+        return dict(as_user(user, **fields), tracking_uri=proxy.uri)
+    return make
+
+
+@pytest.fixture
+def admin_client(mlflow_server, monkeypatch):
+    """An MlflowClient as the module's ``mlflow_server`` admin, for tests that write runs."""
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", mlflow_server.admin[0])
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", mlflow_server.admin[1])
+    return MlflowClient(tracking_uri=mlflow_server.uri)

@@ -6,16 +6,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.support import mlflow_server as seed
-from tests.support.proxy import MlflowProxy
 
 BULK = "/ajax-api/2.0/mlflow/metrics/get-history-bulk"
 PER_RUN = "/api/2.0/mlflow/metrics/get-history?"
-
-
-@pytest.fixture
-def proxy(mlflow_server):
-    with MlflowProxy(mlflow_server.uri) as proxy:
-        yield proxy
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import redis
 from mlflow.tracking import MlflowClient
 
 from app.cache import normalize_uri
-from tests.support.proxy import MlflowProxy
+from tests.support.calls import poll
 from tests.support.redis_server import RedisServer
 
 
@@ -19,32 +19,6 @@ from tests.support.redis_server import RedisServer
 def mlflow_server(mlflow_scratch_server):
     """Overrides the read-only server for everything in this module (as_user too)."""
     return mlflow_scratch_server
-
-
-@pytest.fixture
-def proxy(mlflow_server):
-    with MlflowProxy(mlflow_server.uri) as proxy:
-        yield proxy
-
-
-@pytest.fixture
-def admin_client(mlflow_server, monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", mlflow_server.admin[0])
-    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", mlflow_server.admin[1])
-    return MlflowClient(tracking_uri=mlflow_server.uri)
-
-
-@pytest.fixture
-def body(as_user, proxy):
-    def make(user="admin", **fields):
-        return dict(as_user(user, **fields), tracking_uri=proxy.uri)
-    return make
-
-
-def poll(client, body, status=200):
-    response = client.post("/mlflow/runs", json=body)
-    assert response.status_code == status, response.get_data(as_text=True)[:300]
-    return response
 
 
 def all_redis_bytes(redis_url, prefix):

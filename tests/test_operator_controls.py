@@ -17,7 +17,6 @@ import requests
 
 from app import create_app
 from tests.support.mlflow_server import free_port
-from tests.support.proxy import MlflowProxy
 from tests.support.redis_server import RedisServer
 
 ROUTES = ["/health", "/mlflow/experiments", "/mlflow/runs"]
@@ -32,13 +31,6 @@ def assert_error(response, status):
     assert response.status_code == status, body
     assert body["success"] is False and body["code"] == status and body["message"] == body["detail"]
     return body
-
-
-@pytest.fixture
-def proxy(mlflow_server):
-    """A counting proxy in front of the basic-auth MLflow: every connection it is sent shows."""
-    with MlflowProxy(mlflow_server.uri) as proxy:
-        yield proxy
 
 
 # --- ALLOWED_TRACKING_URIS ----------------------------------------------------------
