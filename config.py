@@ -58,6 +58,12 @@ class Config:
     LOCAL_COPIES_MB = _int("LOCAL_COPIES_MB", 128)
     LOCAL_COPY_MAX_MB = _int("LOCAL_COPY_MAX_MB", 16)  # larger runs are read from Redis
     RUN_CACHE_TTL = _int("RUN_CACHE_TTL", 24 * 3600)  # finished runs' histories
+    # Runs that ended less than RECENT_RUN_WINDOW seconds ago are kept RECENT_RUN_CACHE_TTL
+    # only: points logged late below a run's latest step are unseen until its entry expires.
+    RECENT_RUN_CACHE_TTL = _int("RECENT_RUN_CACHE_TTL", 300)
+    RECENT_RUN_WINDOW = _int("RECENT_RUN_WINDOW", 24 * 3600)
+    # The most one cached value may take; larger runs are answered from MLflow each time.
+    CACHE_MAX_ENTRY_MB = _float("CACHE_MAX_ENTRY_MB", 64)
     RUN_LIST_TTL = _int("RUN_LIST_TTL", 10)           # which runs a query selects
     AUTH_CACHE_TTL = _int("AUTH_CACHE_TTL", 60)       # MLflow's yes to credentials+experiment
     # Keys the MACs of cached grants and entries; must be the same on every worker and host.

@@ -5,7 +5,8 @@ import secrets
 from flask_caching import Cache
 from flask_smorest import Api as _Api
 
-from app.cache import JsonSerializer, LocalCopies, RunCache
+from app.cache import LocalCopies, RunCache
+from app.store import JsonSerializer, Store
 from app.errors import ErrorSchema, error_payload
 
 log = logging.getLogger(__name__)
@@ -35,10 +36,13 @@ def init_cache(app):
         log.warning("SECRET_KEY is not set; using a random per-process key")
         secret = secrets.token_hex(32)
         config["SECRET_KEY"] = secret
+    kind = cache_config(config)["CACHE_TYPE"]
+    store = Store(app.extensions["cache"][cache], kind, retry_after=config["CACHE_RETRY_AFTER"],
+                  max_value=int(config["CACHE_MAX_ENTRY_MB"] * (1 << 20)))
     app.extensions["run_cache"] = RunCache(
-        app.extensions["cache"][cache], secret=secret.encode(), run_ttl=config["RUN_CACHE_TTL"],
+        store, secret=secret.encode(), run_ttl=config["RUN_CACHE_TTL"],
         list_ttl=config["RUN_LIST_TTL"], auth_ttl=config["AUTH_CACHE_TTL"],
-        kind=cache_config(config)["CACHE_TYPE"], retry_after=config["CACHE_RETRY_AFTER"],
+        recent_ttl=config["RECENT_RUN_CACHE_TTL"], recent_window=config["RECENT_RUN_WINDOW"],
         local=LocalCopies(config["LOCAL_COPIES_MB"] << 20, config["LOCAL_COPY_MAX_MB"] << 20,
                           ttl=config["RUN_CACHE_TTL"]))
 

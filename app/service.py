@@ -181,26 +181,34 @@ def _look_or_ask(cache, deadline, key, look, ask):
     found = look()
     if found is not None:
         return found, True
-    if cache.try_lock(key, deadline.remaining()):
+    held = cache.lock(key, deadline.remaining())
+    if held is not None:
         try:
             found = look()  # stored since we looked
             return (found, True) if found is not None else (ask(), False)
         finally:
-            cache.unlock(key)
+            cache.unlock(held)
     found = wait_while_locked(cache, deadline, key, look)
     return (found, True) if found is not None else (ask(), False)
 
 
+WAIT_SHARE = 0.5  # of what is left of its http_timeout, a request waits for another's ask
+
+
 def wait_while_locked(cache, deadline, lock, look):
     """What the request holding ``lock`` stored (``look()`` not None), once it has; None
-    if it let go without storing anything (its ask failed): the caller asks itself."""
+    if it let go without storing anything (its ask failed) or is taking longer than this
+    request can wait. The caller then asks MLflow itself: a lock whose holder is stuck
+    or gone must never become this request's 504."""
+    give_up = time.monotonic() + deadline.remaining() * WAIT_SHARE
     while True:
-        deadline.check()
         found = look()
         if found is not None:
             return found
         if not cache.is_locked(lock):
             return look()  # stored between our look and the unlock
+        if time.monotonic() >= give_up:
+            return None
         time.sleep(WAIT_STEP)
 
 
@@ -224,8 +232,11 @@ class SingleFlight:
         if not self.refresh:
             observability.cache_lookups("run", hits=hits, misses=len(locks) - hits)
         missing = [run for run in runs if _id(run) not in ready]
-        mine = [run for run in missing if _id(run) not in locks
-                or self.cache.try_lock(locks[_id(run)], self.deadline.remaining())]
+        held = {}
+        for run in missing:
+            if _id(run) in locks:
+                held[_id(run)] = self.cache.lock(locks[_id(run)], self.deadline.remaining())
+        mine = [run for run in missing if _id(run) not in locks or held[_id(run)] is not None]
         mine_ids = {_id(run) for run in mine}
         try:
             if not self.refresh:  # another request may have stored it since we looked
@@ -234,8 +245,8 @@ class SingleFlight:
                 hits += len(late)
             ready.update(self.fetch([run for run in mine if _id(run) not in ready]))
         finally:
-            for run_id in mine_ids & set(locks):
-                self.cache.unlock(locks[run_id])
+            for lock in held.values():
+                self.cache.unlock(lock)
         for run in missing:  # the ones another request is fetching right now
             if _id(run) not in mine_ids:
                 ready[_id(run)] = self._wait_for(run, locks[_id(run)]) or self.fetch([run])[_id(run)]
@@ -273,6 +284,7 @@ class RunPieces:
         self.gateway, self.cache = gateway, cache
         self.concurrency, self.refresh = concurrency, refresh
         self.points = budget or PointBudget(None)
+        self.generations = {}  # {run_id: current token, None, or UNKNOWN} of the runs looked up
 
     def build(self, runs, include_history):
         """[(run JSON bytes, number of histories)] in ``runs`` order, and the cache hits."""
@@ -287,20 +299,32 @@ class RunPieces:
         return self.cache.run_key(self.gateway.target.uri, _id(run))
 
     def _cached(self, runs):
-        """This worker's own copies first, then the shared cache (keeping what it sends)."""
+        """This worker's own copies first, then the shared cache (keeping what it sends);
+        either only while it is of the run's current generation."""
         prints = {_id(run): fingerprint(run) for run in runs}
-        copies = {_id(run): self.cache.local.get(self._key(run), prints[_id(run)]) for run in runs}
+        found = self.cache.generations(self.gateway.target.uri, runs)
+        self.generations.update(found if found is not None else dict.fromkeys(map(_id, runs), UNKNOWN))
+        copies = {_id(run): self._current(self.cache.local.get(self._key(run), prints[_id(run)]), run)
+                  for run in runs}
         rest = [run for run in runs if copies[_id(run)] is None]
         found = self.cache.get_entries([self._key(run) for run in rest]) if rest else {}
         for run in rest:
-            entry = found.get(self._key(run))
+            entry = self._current(found.get(self._key(run)), run)
             # An entry written before "points" was recorded is refetched (and rewritten).
             if entry and entry[0].get("fingerprint") == prints[_id(run)] and "points" in entry[0]:
-                self.cache.local.put(self._key(run), *entry)
+                self.cache.local.put(self._key(run), *entry, ttl=self.cache.ttl_for(run))
                 copies[_id(run)] = entry
         ready = {run_id: entry for run_id, entry in copies.items() if entry}
         self.points.spend(sum(entry[0]["points"] for entry in ready.values()))
         return {run_id: (entry[1], entry[0]["histories"]) for run_id, entry in ready.items()}
+
+    def _current(self, entry, run):
+        """``entry`` if it is of the run's current generation, or the cache cannot say
+        (Redis down: this worker's copies still serve, by the fingerprint rule)."""
+        current = self.generations.get(_id(run))
+        if entry is None or current is UNKNOWN:
+            return entry
+        return entry if current and entry[0].get("generation") == current else None
 
     def _fetch(self, runs):
         wanted = [(_id(run), key) for run in runs for key in run_metric_keys(run)]
@@ -312,11 +336,16 @@ class RunPieces:
         for run in runs:
             piece = run_json(run, histories)
             if _terminal(run):
+                current = self.generations.get(_id(run))
+                generation = self.cache.generation_for(
+                    self.gateway.target.uri, run, None if current is UNKNOWN else current,
+                    renew=self.refresh)
                 header = {"status": run["info"]["status"], "fingerprint": fingerprint(run),
                           "experiment_id": run["info"]["experiment_id"], "histories": piece[1],
-                          "points": points[_id(run)]}
-                self.cache.set_entry(self._key(run), header, piece[0])
-                self.cache.local.put(self._key(run), header, piece[0])
+                          "points": points[_id(run)], "generation": generation}
+                ttl = self.cache.ttl_for(run)
+                self.cache.set_entry(self._key(run), header, piece[0], ttl)
+                self.cache.local.put(self._key(run), header, piece[0], ttl=ttl)
             ready[_id(run)] = piece
         return ready
 
@@ -330,6 +359,7 @@ class RunSeries:
     def __init__(self, gateway, cache, concurrency, refresh, view):
         self.gateway, self.cache = gateway, cache
         self.concurrency, self.refresh, self.view = concurrency, refresh, view
+        self.generations = {}  # of the runs last looked up: {run_id: token}
 
     def collect(self, runs):
         """({(run_id, key): Series} for the view's metrics of ``runs``, cache hits)."""
@@ -346,17 +376,24 @@ class RunSeries:
         return self.cache.series_key(self.gateway.target.uri, _id(run), key)
 
     def _cached(self, runs):
-        """{run_id: {key: Series}} for the runs whose every wanted metric is cached."""
+        """{run_id: {key: Series}} for the runs whose every wanted metric is cached, of
+        the run's current fingerprint and generation, and readable."""
         wanted = {_id(run): self.view.keys_of(run) for run in runs}
+        self.generations.update(self.cache.generations(self.gateway.target.uri, runs) or {})
         entries = self.cache.get_entries([self._key(run, key) for run in runs
                                           for key in wanted[_id(run)]])
         found = {}
         for run in runs:
             current = {key: entries.get(self._key(run, key)) for key in wanted[_id(run)]}
-            if all(entry and entry[0].get("fingerprint") == fingerprint(run)
-                   for entry in current.values()):
-                found[_id(run)] = {key: history.from_bytes(entry[1])
-                                   for key, entry in current.items()}
+            generation = self.generations.get(_id(run))
+            if generation and all(entry and entry[0].get("fingerprint") == fingerprint(run)
+                                  and entry[0].get("generation") == generation
+                                  for entry in current.values()):
+                try:
+                    found[_id(run)] = {key: history.from_bytes(entry[1])
+                                       for key, entry in current.items()}
+                except ValueError:  # sealed by us, yet not whole points: a miss
+                    continue
         return found
 
     def _fetch(self, runs):
@@ -364,10 +401,14 @@ class RunSeries:
         finished = [run for run in runs if _terminal(run)]
         live = [run for run in runs if not _terminal(run)]
         ready = self._histories(finished)
+        uri = self.gateway.target.uri
         for run in finished:
+            generation = self.cache.generation_for(uri, run, self.generations.get(_id(run)),
+                                                   renew=self.refresh)
             for key, series in ready[_id(run)].items():
-                self.cache.set_entry(self._key(run, key), {"fingerprint": fingerprint(run)},
-                                     history.to_bytes(series))
+                self.cache.set_entry(self._key(run, key),
+                                     {"fingerprint": fingerprint(run), "generation": generation},
+                                     history.to_bytes(series), self.cache.ttl_for(run))
         ready.update(self._histories(live, since_step=self.view.since_step))
         return ready
 
@@ -381,6 +422,9 @@ class RunSeries:
 
 def _id(run):
     return run["info"]["run_id"]
+
+
+UNKNOWN = object()  # a run's generation when the cache could not be read
 
 
 def _terminal(run):

@@ -6,6 +6,8 @@ import time
 
 import pytest
 
+from tests.support.calls import poll
+
 
 @pytest.fixture
 def tls_body(mlflow_tls_server):
@@ -28,6 +30,17 @@ def test_tls_verification_failure_is_502_with_advice(client, tls_body):
     assert response.status_code == 502
     message = response.get_json()["message"]
     assert "CERTIFICATE_VERIFY_FAILED" in message and "insecure_tls" in message
+
+
+def test_a_grant_without_tls_checks_does_not_serve_a_request_with_them(cached_app, mlflow_tls_server):
+    user, password = mlflow_tls_server.admin
+    query = {"tracking_uri": mlflow_tls_server.uri, "username": user, "password": password,
+             "run_id": mlflow_tls_server.ids["runs"]["finished"], "http_timeout": 60}
+    client = cached_app().test_client()
+    assert poll(client, dict(query, insecure_tls=True)).headers["X-Cache"] == "MISS"
+    assert poll(client, dict(query, insecure_tls=True)).headers["X-Cache"] == "HIT"
+    refused = poll(client, dict(query, insecure_tls=False), status=502)
+    assert "CERTIFICATE_VERIFY_FAILED" in refused.get_json()["message"]
 
 
 def test_unreachable_is_502(client):
