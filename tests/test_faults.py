@@ -54,7 +54,7 @@ def is_dead(pid: int) -> bool:
     """Gone, or a zombie its parent has not reaped yet: either way its sockets are closed."""
     try:
         return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z"
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # gone while its stat file was read
         return True
 
 
