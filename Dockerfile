@@ -1,4 +1,6 @@
-FROM python:3.11-slim
+# Machines without a registry build on a local stand-in (tests/support/base_image.py).
+ARG BASE_IMAGE=python:3.11-slim
+FROM ${BASE_IMAGE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PORT=8001
 WORKDIR /srv
