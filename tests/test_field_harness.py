@@ -1,0 +1,65 @@
+"""Smoke tests of the field harness (tests/support): the infrastructure alone, no service code.
+
+Each part skips with the reason when its tool cannot run here (no root, no dockerd, ...).
+The seconds each setup takes are printed as ``FIELD <what>: <value>`` (``pytest -s``).
+"""
+import pytest
+
+from tests.support import docker_engine
+from tests.support.base_image import ensure_base_image
+from tests.support.docker_engine import DockerEngine
+from tests.support.service_image import SERVICE_TAG, ServiceContainer, build_service_image
+
+APP_UID = "10001"   # the Dockerfile's `useradd --uid`
+
+
+def field(what, value):
+    print(f"FIELD {what}: {value}")
+
+
+# -- Docker: engine, base image, the service image --------------------------------------
+
+@pytest.fixture(scope="module")
+def engine():
+    reason = docker_engine.why_not()
+    if reason:
+        pytest.skip(reason)
+    with DockerEngine() as engine:
+        field("dockerd start s", f"{engine.start_seconds:.1f} (started here: {engine.started_here})")
+        yield engine
+
+
+@pytest.fixture(scope="module")
+def service_image(engine):
+    missing = docker_engine.missing_packages()
+    if missing:
+        pytest.skip(f"building the base image needs apt packages {missing}")
+    base = ensure_base_image(engine)
+    field("base image", base)
+    field("base image MB", round(base.size_bytes / 1e6))
+    field("service image build s", f"{build_service_image(engine):.1f}")
+    field("service image MB", round(engine.image_size(SERVICE_TAG) / 1e6))
+    return SERVICE_TAG
+
+
+def test_base_image_is_a_python_3_11_with_pip_in_usr_local(engine, service_image):
+    out = engine.docker("run", "--rm", "--network", "host", "mlflow-logs-base:bookworm-py311",
+                        "sh", "-c", "command -v python; command -v pip; python -c 'import sys; print(sys.prefix, "
+                        "sys.version_info[:2])'").stdout.split("\n")
+    assert out[:3] == ["/usr/local/bin/python", "/usr/local/bin/pip", "/usr/local (3, 11)"]
+
+
+def test_service_container_healthy_non_root_and_stops_gracefully(engine, service_image):
+    with ServiceContainer(engine, service_image) as box:
+        field("container to /healthz s", f"{box.wait_http():.1f}")
+        field("container to healthy s", f"{box.wait_healthy():.1f}")
+        processes = box.top()
+        assert processes and {p["UID"] for p in processes} == {APP_UID}
+        assert box.exec("id", "-u").strip() == APP_UID
+        # gunicorn itself is PID 1, so docker stop's SIGTERM reaches its master.
+        assert "gunicorn" in box.exec("cat", "/proc/1/cmdline")
+        code, seconds = box.stop(grace=10)
+        field("docker stop s", f"{seconds:.1f}")
+        logs = box.logs()
+        assert code == 0 and seconds < 10, logs[-3000:]
+        assert "Handling signal: term" in logs and "Shutting down: Master" in logs
