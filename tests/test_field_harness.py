@@ -3,11 +3,17 @@
 Each part skips with the reason when its tool cannot run here (no root, no dockerd, ...).
 The seconds each setup takes are printed as ``FIELD <what>: <value>`` (``pytest -s``).
 """
+import shutil
+
 import pytest
+import redis
+from redis.cluster import ClusterNode
+from redis.cluster import RedisCluster as ClusterClient
 
 from tests.support import docker_engine
 from tests.support.base_image import ensure_base_image
 from tests.support.docker_engine import DockerEngine
+from tests.support.redis_cluster import RedisCluster
 from tests.support.service_image import SERVICE_TAG, ServiceContainer, build_service_image
 
 APP_UID = "10001"   # the Dockerfile's `useradd --uid`
@@ -15,6 +21,13 @@ APP_UID = "10001"   # the Dockerfile's `useradd --uid`
 
 def field(what, value):
     print(f"FIELD {what}: {value}")
+
+
+def needs(*tools):
+    missing = [tool for tool in tools if not shutil.which(tool)]
+    if missing:
+        pytest.skip(f"not installed: {missing} (apt-get install redis-server redis-tools "
+                    "redis-sentinel nginx)")
 
 
 # -- Docker: engine, base image, the service image --------------------------------------
@@ -63,3 +76,29 @@ def test_service_container_healthy_non_root_and_stops_gracefully(engine, service
         logs = box.logs()
         assert code == 0 and seconds < 10, logs[-3000:]
         assert "Handling signal: term" in logs and "Shutting down: Master" in logs
+
+
+# -- Redis Cluster ----------------------------------------------------------------------
+
+def test_redis_cluster_fails_over_to_a_replica_keeping_replicated_writes():
+    needs("redis-server", "redis-cli")
+    with RedisCluster() as cluster:
+        field("cluster start s", f"{cluster.start_seconds:.1f}")
+        assert len(cluster.masters()) == 3 and len(cluster.nodes) == 6
+        client = ClusterClient(startup_nodes=[ClusterNode(*n.split(":")) for n in cluster.nodes],
+                               decode_responses=True)
+        for i in range(50):
+            client.set(f"field:{i}", i)
+        master = cluster.master_for_key("field:7")
+        replicas = set(cluster.replicas_of(master))
+        # Replication is asynchronous: WAIT until the replica has the write a kill must keep.
+        assert client.wait(1, 5000, target_nodes=client.get_node_from_key("field:7")) == 1
+        cluster.kill(master)
+        field("cluster failover s", f"{cluster.wait_for_failover(master):.1f}")
+        assert cluster.master_for_key("field:7") in replicas
+        assert client.get("field:7") == "7"
+        client.set("field:after", "yes")
+        cluster.restart(master)   # back as a replica of whoever took over
+        assert master in cluster.replicas_of(cluster.master_for_key("field:7"))
+        assert client.get("field:after") == "yes"
+        client.close()
