@@ -6,14 +6,15 @@ The seconds each setup takes are printed as ``FIELD <what>: <value>`` (``pytest 
 import shutil
 
 import pytest
-import redis
 from redis.cluster import ClusterNode
 from redis.cluster import RedisCluster as ClusterClient
+from redis.sentinel import Sentinel
 
 from tests.support import docker_engine
 from tests.support.base_image import ensure_base_image
 from tests.support.docker_engine import DockerEngine
 from tests.support.redis_cluster import RedisCluster
+from tests.support.redis_sentinel import RedisSentinelSet
 from tests.support.service_image import SERVICE_TAG, ServiceContainer, build_service_image
 
 APP_UID = "10001"   # the Dockerfile's `useradd --uid`
@@ -102,3 +103,23 @@ def test_redis_cluster_fails_over_to_a_replica_keeping_replicated_writes():
         assert master in cluster.replicas_of(cluster.master_for_key("field:7"))
         assert client.get("field:after") == "yes"
         client.close()
+
+
+# -- Redis Sentinel ---------------------------------------------------------------------
+
+def test_sentinel_promotes_the_replica_and_clients_follow_it():
+    needs("redis-server")
+    with RedisSentinelSet() as sentinels:
+        field("sentinel start s", f"{sentinels.start_seconds:.1f}")
+        assert len(sentinels.sentinels.split(",")) == 3
+        master = Sentinel(sentinels.sentinel_addresses, socket_timeout=1).master_for(
+            "mymaster", socket_timeout=1, decode_responses=True)
+        master.set("field:before", "1")
+        assert master.wait(1, 5000) == 1   # on the replica before the kill
+        old = sentinels.kill_master()
+        field("sentinel failover s", f"{sentinels.wait_for_failover():.1f}")
+        assert sentinels.master_address() not in (old, None)
+        assert master.get("field:before") == "1"   # asked of the promoted replica
+        master.set("field:after", "2")
+        assert master.get("field:after") == "2"
+        field("sentinel old master back as replica s", f"{sentinels.restart(old):.1f}")
