@@ -3,9 +3,14 @@
 Each part skips with the reason when its tool cannot run here (no root, no dockerd, ...).
 The seconds each setup takes are printed as ``FIELD <what>: <value>`` (``pytest -s``).
 """
+import http.server
+import json
 import shutil
+import threading
+from collections import Counter
 
 import pytest
+import requests
 from redis.cluster import ClusterNode
 from redis.cluster import RedisCluster as ClusterClient
 from redis.sentinel import Sentinel
@@ -13,6 +18,7 @@ from redis.sentinel import Sentinel
 from tests.support import docker_engine
 from tests.support.base_image import ensure_base_image
 from tests.support.docker_engine import DockerEngine
+from tests.support.nginx import Nginx
 from tests.support.redis_cluster import RedisCluster
 from tests.support.redis_sentinel import RedisSentinelSet
 from tests.support.service_image import SERVICE_TAG, ServiceContainer, build_service_image
@@ -123,3 +129,83 @@ def test_sentinel_promotes_the_replica_and_clients_follow_it():
         master.set("field:after", "2")
         assert master.get("field:after") == "2"
         field("sentinel old master back as replica s", f"{sentinels.restart(old):.1f}")
+
+
+# -- nginx ------------------------------------------------------------------------------
+
+PREFIX_PROXY = """
+map $http_x_request_id $field_request_id {
+    default $http_x_request_id;
+    ""      $request_id;
+}
+upstream field_backends {
+    @UPSTREAM_SERVERS@
+}
+server {
+    listen @LISTEN@;
+    location /mlflow-logs/ {
+        proxy_pass http://field_backends/;
+        proxy_set_header Host $http_host;
+        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        proxy_set_header X-Forwarded-Proto $scheme;
+        proxy_set_header X-Forwarded-Host $http_host;
+        proxy_set_header X-Forwarded-Prefix /mlflow-logs;
+        proxy_set_header X-Request-ID $field_request_id;
+    }
+}
+"""
+
+
+class EchoBackend:
+    """A tiny HTTP server answering each GET with its name, the path and the headers it got."""
+
+    def __init__(self, name):
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                body = json.dumps({"backend": name, "path": self.path,
+                                   "headers": dict(self.headers)}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.address = f"127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_nginx_round_robins_a_path_prefix_and_passes_forwarded_headers():
+    needs("nginx")
+    backends = [EchoBackend("a"), EchoBackend("b")]
+    try:
+        with Nginx(PREFIX_PROXY, upstreams=[b.address for b in backends]) as proxy:
+            field("nginx start s", f"{proxy.start_seconds:.2f}")
+            answers = [requests.get(f"{proxy.url}/mlflow-logs/healthz", timeout=5).json()
+                       for _ in range(4)]
+            assert Counter(a["backend"] for a in answers) == {"a": 2, "b": 2}
+            assert {a["path"] for a in answers} == {"/healthz"}   # prefix stripped
+            headers = answers[0]["headers"]
+            assert headers["X-Forwarded-For"] == "127.0.0.1"
+            assert headers["X-Forwarded-Proto"] == "http"
+            assert headers["X-Forwarded-Host"] == f"127.0.0.1:{proxy.port}"
+            assert headers["X-Forwarded-Prefix"] == "/mlflow-logs"
+            assert len(headers["X-Request-ID"]) == 32       # made by nginx when absent
+            mine = requests.get(f"{proxy.url}/mlflow-logs/x", headers={"X-Request-ID": "rid-42"},
+                                timeout=5).json()
+            assert mine["headers"]["X-Request-ID"] == "rid-42"   # a caller's id passes through
+            assert "xrid=rid-42" in proxy.access_log.read_text()
+            field("nginx reload s", f"{proxy.reload(upstreams=[backends[1].address]):.2f}")
+            after = [requests.get(f"{proxy.url}/mlflow-logs/x", timeout=5).json()["backend"]
+                     for _ in range(3)]
+            assert after == ["b", "b", "b"]
+    finally:
+        for backend in backends:
+            backend.close()
