@@ -68,7 +68,11 @@ class Nginx:
         self.start_seconds = 0.0
 
     def __enter__(self):
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.close()   # __exit__ does not run when __enter__ fails
+            raise
 
     def __exit__(self, *exc):
         self.close()

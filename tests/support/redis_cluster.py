@@ -62,7 +62,11 @@ class RedisCluster:
         return ",".join(self.nodes)
 
     def __enter__(self):
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.close()   # __exit__ does not run when __enter__ fails
+            raise
 
     def __exit__(self, *exc):
         self.close()
@@ -95,7 +99,6 @@ class RedisCluster:
              str(self.replicas_per_master), "--cluster-yes"], capture_output=True, text=True,
             timeout=60)
         if create.returncode:
-            self.close()
             raise RuntimeError(f"redis-cli --cluster create failed:\n{create.stdout[-3000:]}"
                                f"{create.stderr[-2000:]}")
         self._wait(self._all_ok, 30, "cluster_state:ok on every node, replicas linked")

@@ -82,7 +82,11 @@ class RedisSentinelSet:
         return [(a.rsplit(":", 1)[0], int(a.rsplit(":", 1)[1])) for a in self.sentinel_processes]
 
     def __enter__(self):
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.close()   # __exit__ does not run when __enter__ fails
+            raise
 
     def __exit__(self, *exc):
         self.close()
