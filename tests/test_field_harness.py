@@ -83,6 +83,7 @@ def test_service_container_healthy_non_root_and_stops_gracefully(engine, service
         logs = box.logs()
         assert code == 0 and seconds < 10, logs[-3000:]
         assert "Handling signal: term" in logs and "Shutting down: Master" in logs
+        assert "[ERROR]" not in logs, logs[-3000:]
 
 
 # -- Redis Cluster ----------------------------------------------------------------------
