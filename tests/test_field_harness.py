@@ -7,9 +7,11 @@ import http.server
 import json
 import shutil
 import threading
+import time
 from collections import Counter
 
 import pytest
+import redis
 import requests
 from redis.cluster import ClusterNode
 from redis.cluster import RedisCluster as ClusterClient
@@ -21,7 +23,11 @@ from tests.support.docker_engine import DockerEngine
 from tests.support.nginx import Nginx
 from tests.support.redis_cluster import RedisCluster
 from tests.support.redis_sentinel import RedisSentinelSet
-from tests.support.service_image import SERVICE_TAG, ServiceContainer, build_service_image
+from tests.support.base_image import BASE_TAG
+from tests.support.mlflow_server import free_port
+from tests.support.service_image import (REDIS_TAG, SERVICE_TAG, ComposeStack, ServiceContainer,
+                                         build_service_image, compose_available,
+                                         ensure_redis_image)
 
 APP_UID = "10001"   # the Dockerfile's `useradd --uid`
 
@@ -85,6 +91,23 @@ def test_service_container_healthy_non_root_and_stops_gracefully(engine, service
         assert "Handling signal: term" in logs and "Shutting down: Master" in logs
         assert "[ERROR]" not in logs, logs[-3000:]
 
+
+def test_compose_stack_serves_with_its_own_redis(engine, service_image):
+    if not compose_available():
+        pytest.skip("docker-compose is not installed (apt-get install docker-compose)")
+    field("redis image build s", f"{ensure_redis_image(engine):.1f}")
+    port, redis_port = free_port(), free_port()
+    env = {"BASE_IMAGE": BASE_TAG, "REDIS_IMAGE": REDIS_TAG, "SERVICE_IMAGE": SERVICE_TAG,
+           "SERVICE_PORT": port, "REDIS_PORT": redis_port, "SECRET_KEY": "compose-test-key"}
+    with ComposeStack(engine, env) as stack:
+        field("compose up s", f"{stack.up():.1f}")
+        box = ServiceContainer(engine, port=port)   # only for its waiting helpers
+        box.name, box.started_at = f"{stack.project}_service_1", time.monotonic()
+        box.wait_http("/readyz")    # 200 only once the service's Redis answers
+        assert redis.Redis(port=redis_port).ping()
+        assert box.exec("id", "-u").strip() == APP_UID
+    left = engine.docker("ps", "-aq", "--filter", f"label=com.docker.compose.project={stack.project}")
+    assert left.stdout.strip() == ""
 
 # -- Redis Cluster ----------------------------------------------------------------------
 

@@ -11,9 +11,16 @@ service reaches a test MLflow or Redis at 127.0.0.1:<port> and tests reach it at
 Docker's HEALTHCHECK is run every second (``--health-interval``) instead of the image's 30 s
 so ``wait_healthy()`` does not wait half a minute. The container is removed at exit (also at
 interpreter exit, if a test forgets).
+
+``ensure_redis_image(engine)`` builds a stand-in for ``redis:7`` (Debian's redis-server on
+the base image) and ``ComposeStack(engine, env)`` runs the repo's compose.yaml with
+Debian's ``docker-compose`` (v1) under a project name of its own: ``up()`` builds and
+starts, ``down()`` removes containers (not the images).
 """
 import atexit
 import json
+import shutil
+import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -25,6 +32,14 @@ from tests.support.mlflow_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICE_TAG = "mlflow-logs:test"
+REDIS_TAG = "mlflow-logs-redis:bookworm"
+REDIS_DOCKERFILE = """ARG BASE_IMAGE
+FROM ${BASE_IMAGE}
+RUN apt-get update && apt-get install -y --no-install-recommends redis-server \\
+ && rm -rf /var/lib/apt/lists/*
+USER redis
+CMD ["redis-server", "--bind", "127.0.0.1", "--save", ""]
+"""
 LABEL = "mlflow-logs-test=1"   # every container the harness runs carries it
 
 
@@ -33,6 +48,57 @@ def build_service_image(engine, tag=SERVICE_TAG, base=BASE_TAG, context=ROOT) ->
     engine.docker("build", "--network", "host", "--build-arg", f"BASE_IMAGE={base}",
                   "-t", tag, context, timeout=1800)
     return time.monotonic() - t0
+
+
+def ensure_redis_image(engine, tag=REDIS_TAG, base=BASE_TAG) -> float:
+    """Seconds spent building ``tag`` (0 if it exists): apt-get through --network host."""
+    if engine.image_exists(tag):
+        return 0.0
+    t0 = time.monotonic()
+    engine.docker("build", "--network", "host", "--build-arg", f"BASE_IMAGE={base}", "-t", tag,
+                  "-", input=REDIS_DOCKERFILE, timeout=900)
+    return time.monotonic() - t0
+
+
+class ComposeStack:
+    """``docker-compose -p <project> -f compose.yaml``; ``env`` fills its variables."""
+
+    def __init__(self, engine, env, project=None, compose_file=ROOT / "compose.yaml"):
+        self.project = project or f"mlflow-logs-test-{uuid.uuid4().hex[:8]}"
+        self.cmd = ["docker-compose", "-p", self.project, "-f", str(compose_file)]
+        self.env = {**engine.env, **{k: str(v) for k, v in env.items()}}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.down()
+
+    def run(self, *args, timeout=1800) -> str:
+        result = subprocess.run([*self.cmd, *args], env=self.env, capture_output=True,
+                                text=True, timeout=timeout)
+        if result.returncode:
+            raise RuntimeError(f"{' '.join(self.cmd + list(args))} exited {result.returncode}:"
+                               f"\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+        return result.stdout + result.stderr
+
+    def up(self) -> float:
+        atexit.register(self.down)
+        t0 = time.monotonic()
+        self.run("up", "-d", "--build")
+        return time.monotonic() - t0
+
+    def logs(self) -> str:
+        return self.run("logs", "--no-color")
+
+    def down(self):
+        subprocess.run([*self.cmd, "down", "--timeout", "40"], env=self.env, capture_output=True,
+                       timeout=300)
+        atexit.unregister(self.down)
+
+
+def compose_available() -> bool:
+    return shutil.which("docker-compose") is not None
 
 
 class ServiceContainer:
