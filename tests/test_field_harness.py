@@ -39,8 +39,7 @@ def field(what, value):
 def needs(*tools):
     missing = [tool for tool in tools if not shutil.which(tool)]
     if missing:
-        pytest.skip(f"not installed: {missing} (apt-get install redis-server redis-tools "
-                    "redis-sentinel nginx)")
+        pytest.skip(f"not installed: {missing} (apt-get install redis-server redis-tools nginx)")
 
 
 # -- Docker: engine, base image, the service image --------------------------------------
