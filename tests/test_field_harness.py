@@ -17,8 +17,7 @@ from redis.cluster import ClusterNode
 from redis.cluster import RedisCluster as ClusterClient
 from redis.sentinel import Sentinel
 
-from tests.support import docker_engine
-from tests.support.base_image import ensure_base_image
+from tests.support import base_image, docker_engine
 from tests.support.docker_engine import DockerEngine
 from tests.support.nginx import Nginx
 from tests.support.redis_cluster import RedisCluster
@@ -50,16 +49,16 @@ def engine():
     if reason:
         pytest.skip(reason)
     with DockerEngine() as engine:
-        field("dockerd start s", f"{engine.start_seconds:.1f} (started here: {engine.started_here})")
+        field("dockerd start s", f"{engine.start_seconds:.1f} (ours: {engine.started_here})")
         yield engine
 
 
 @pytest.fixture(scope="module")
 def service_image(engine):
-    missing = docker_engine.missing_packages()
-    if missing:
-        pytest.skip(f"building the base image needs apt packages {missing}")
-    base = ensure_base_image(engine)
+    reason = base_image.why_not(engine)
+    if reason:
+        pytest.skip(reason)
+    base = base_image.ensure_base_image(engine)
     field("base image", base)
     field("base image MB", round(base.size_bytes / 1e6))
     field("service image build s", f"{build_service_image(engine):.1f}")
@@ -68,9 +67,10 @@ def service_image(engine):
 
 
 def test_base_image_is_a_python_3_11_with_pip_in_usr_local(engine, service_image):
-    out = engine.docker("run", "--rm", "--network", "host", "mlflow-logs-base:bookworm-py311",
-                        "sh", "-c", "command -v python; command -v pip; python -c 'import sys; print(sys.prefix, "
-                        "sys.version_info[:2])'").stdout.split("\n")
+    script = ("command -v python; command -v pip; "
+              "python -c 'import sys; print(sys.prefix, sys.version_info[:2])'")
+    out = engine.docker("run", "--rm", "--network", "host", BASE_TAG, "sh", "-c",
+                        script).stdout.split("\n")
     assert out[:3] == ["/usr/local/bin/python", "/usr/local/bin/pip", "/usr/local (3, 11)"]
 
 
@@ -105,8 +105,8 @@ def test_compose_stack_serves_with_its_own_redis(engine, service_image):
         box.wait_http("/readyz")    # 200 only once the service's Redis answers
         assert redis.Redis(port=redis_port).ping()
         assert box.exec("id", "-u").strip() == APP_UID
-    left = engine.docker("ps", "-aq", "--filter", f"label=com.docker.compose.project={stack.project}")
-    assert left.stdout.strip() == ""
+    project = f"label=com.docker.compose.project={stack.project}"
+    assert engine.docker("ps", "-aq", "--filter", project).stdout.strip() == ""
 
 # -- Redis Cluster ----------------------------------------------------------------------
 

@@ -54,8 +54,9 @@ class BaseImage:
 
 def apt_mirror() -> str:
     """The Debian mirror URL in this machine's apt sources (deb822 or one-line format)."""
-    sources = sorted(Path("/etc/apt").glob("sources.list.d/*.sources"))
-    sources += [Path("/etc/apt/sources.list")] + sorted(Path("/etc/apt").glob("sources.list.d/*.list"))
+    apt = Path("/etc/apt")
+    sources = sorted(apt.glob("sources.list.d/*.sources"))
+    sources += [apt / "sources.list", *sorted(apt.glob("sources.list.d/*.list"))]
     for path in sources:
         text = path.read_text() if path.exists() else ""
         for url in re.findall(r"^(?:URIs:|deb)\s+(?:\[[^\]]*\]\s+)?(\S+)", text, re.M):
@@ -112,15 +113,28 @@ def build_rootfs(root: Path, log: Path, result: BaseImage):
     (root / "var/lib/apt/lists/partial").mkdir()
 
 
+def why_not(engine, tag=BASE_TAG) -> str | None:
+    """None if ``tag`` exists or can be built here; else the reason (for pytest.skip)."""
+    if engine.image_exists(tag):
+        return None
+    if not shutil.which("debootstrap"):
+        return f"building {tag} needs debootstrap (apt-get install debootstrap)"
+    if os.geteuid() != 0:
+        return f"building {tag} needs root (debootstrap, chroot)"
+    return None
+
+
 def ensure_base_image(engine, tag=BASE_TAG, log_dir=None) -> BaseImage:
     """The base image ``tag`` in ``engine``: built (and timed) only if missing."""
     if engine.image_exists(tag):
         return BaseImage(tag, built=False, size_bytes=engine.image_size(tag))
-    for tool in ("debootstrap", "chroot"):
-        if not shutil.which(tool):
-            raise RuntimeError(f"building {tag} needs {tool} (apt-get install debootstrap)")
+    reason = why_not(engine, tag)
+    if reason:
+        raise RuntimeError(reason)
     result = BaseImage(tag, built=True)
-    log = Path(log_dir or engine.dir) / "base-image.log"
+    log_dir = Path(log_dir or engine.dir)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = log_dir / "base-image.log"
     work = Path(tempfile.mkdtemp(prefix="base-rootfs-", dir=os.environ.get("TMPDIR", "/var/tmp")))
     try:
         build_rootfs(work / "root", log, result)

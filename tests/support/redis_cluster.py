@@ -90,7 +90,7 @@ class RedisCluster:
 
     def start(self):
         t0 = time.monotonic()
-        for node, process in self.processes.items():
+        for process in self.processes.values():
             process.start()
         for node, process in self.processes.items():
             process.wait_until(self.client(node).ping, 20, "answering PING")

@@ -93,7 +93,7 @@ class RedisSentinelSet:
 
     def start(self):
         t0 = time.monotonic()
-        for address, process in {**self.servers, **self.sentinel_processes}.items():
+        for process in [*self.servers.values(), *self.sentinel_processes.values()]:
             process.start()
         for address, process in {**self.servers, **self.sentinel_processes}.items():
             process.wait_until(_client(address).ping, 20, "answering PING")
