@@ -1,11 +1,14 @@
-FROM python:3.11-slim
+# Machines without a registry build on a local stand-in (tests/support/base_image.py).
+ARG BASE_IMAGE=python:3.11-slim
+FROM ${BASE_IMAGE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PORT=8001
 WORKDIR /srv
 
 COPY requirements.txt .
+# The user needs a home: gunicorn (25.1+) puts its control socket in ~/.gunicorn.
 RUN pip install --no-cache-dir -r requirements.txt \
- && useradd --system --uid 10001 --no-create-home app
+ && useradd --system --uid 10001 --create-home --home-dir /home/app app
 
 COPY config.py wsgi.py gunicorn.conf.py ./
 COPY app ./app

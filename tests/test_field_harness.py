@@ -1,0 +1,234 @@
+"""Smoke tests of the field harness (tests/support): the infrastructure alone, no service code.
+
+Each part skips with the reason when its tool cannot run here (no root, no dockerd, ...).
+The seconds each setup takes are printed as ``FIELD <what>: <value>`` (``pytest -s``).
+"""
+import http.server
+import json
+import shutil
+import threading
+import time
+from collections import Counter
+
+import pytest
+import redis
+import requests
+from redis.cluster import ClusterNode
+from redis.cluster import RedisCluster as ClusterClient
+from redis.sentinel import Sentinel
+
+from tests.support import base_image, docker_engine
+from tests.support.docker_engine import DockerEngine
+from tests.support.nginx import Nginx
+from tests.support.redis_cluster import RedisCluster
+from tests.support.redis_sentinel import RedisSentinelSet
+from tests.support.base_image import BASE_TAG
+from tests.support.mlflow_server import free_port
+from tests.support.service_image import (REDIS_TAG, SERVICE_TAG, ComposeStack, ServiceContainer,
+                                         build_service_image, compose_available,
+                                         ensure_redis_image)
+
+APP_UID = "10001"   # the Dockerfile's `useradd --uid`
+
+
+def field(what, value):
+    print(f"FIELD {what}: {value}")
+
+
+def needs(*tools):
+    missing = [tool for tool in tools if not shutil.which(tool)]
+    if missing:
+        pytest.skip(f"not installed: {missing} (apt-get install redis-server redis-tools nginx)")
+
+
+# -- Docker: engine, base image, the service image --------------------------------------
+
+@pytest.fixture(scope="module")
+def engine():
+    reason = docker_engine.why_not()
+    if reason:
+        pytest.skip(reason)
+    with DockerEngine() as engine:
+        field("dockerd start s", f"{engine.start_seconds:.1f} (ours: {engine.started_here})")
+        yield engine
+
+
+@pytest.fixture(scope="module")
+def service_image(engine):
+    reason = base_image.why_not(engine)
+    if reason:
+        pytest.skip(reason)
+    base = base_image.ensure_base_image(engine)
+    field("base image", base)
+    field("base image MB", round(base.size_bytes / 1e6))
+    field("service image build s", f"{build_service_image(engine):.1f}")
+    field("service image MB", round(engine.image_size(SERVICE_TAG) / 1e6))
+    return SERVICE_TAG
+
+
+def test_base_image_is_a_python_3_11_with_pip_in_usr_local(engine, service_image):
+    script = ("command -v python; command -v pip; "
+              "python -c 'import sys; print(sys.prefix, sys.version_info[:2])'")
+    out = engine.docker("run", "--rm", "--network", "host", BASE_TAG, "sh", "-c",
+                        script).stdout.split("\n")
+    assert out[:3] == ["/usr/local/bin/python", "/usr/local/bin/pip", "/usr/local (3, 11)"]
+
+
+def test_service_container_healthy_non_root_and_stops_gracefully(engine, service_image):
+    with ServiceContainer(engine, service_image) as box:
+        field("container to /healthz s", f"{box.wait_http():.1f}")
+        field("container to healthy s", f"{box.wait_healthy():.1f}")
+        processes = box.top()
+        assert processes and {p["UID"] for p in processes} == {APP_UID}
+        assert box.exec("id", "-u").strip() == APP_UID
+        # gunicorn itself is PID 1, so docker stop's SIGTERM reaches its master.
+        assert "gunicorn" in box.exec("cat", "/proc/1/cmdline")
+        code, seconds = box.stop(grace=10)
+        field("docker stop s", f"{seconds:.1f}")
+        logs = box.logs()
+        assert code == 0 and seconds < 10, logs[-3000:]
+        assert "Handling signal: term" in logs and "Shutting down: Master" in logs
+        assert "[ERROR]" not in logs, logs[-3000:]
+
+
+def test_compose_stack_serves_with_its_own_redis(engine, service_image):
+    if not compose_available():
+        pytest.skip("docker-compose is not installed (apt-get install docker-compose)")
+    field("redis image build s", f"{ensure_redis_image(engine):.1f}")
+    port, redis_port = free_port(), free_port()
+    env = {"BASE_IMAGE": BASE_TAG, "REDIS_IMAGE": REDIS_TAG, "SERVICE_IMAGE": SERVICE_TAG,
+           "SERVICE_PORT": port, "REDIS_PORT": redis_port, "SECRET_KEY": "compose-test-key"}
+    with ComposeStack(engine, env) as stack:
+        field("compose up s", f"{stack.up():.1f}")
+        box = ServiceContainer(engine, port=port)   # only for its waiting helpers
+        box.name, box.started_at = f"{stack.project}_service_1", time.monotonic()
+        box.wait_http("/readyz")    # 200 only once the service's Redis answers
+        assert redis.Redis(port=redis_port).ping()
+        assert box.exec("id", "-u").strip() == APP_UID
+    project = f"label=com.docker.compose.project={stack.project}"
+    assert engine.docker("ps", "-aq", "--filter", project).stdout.strip() == ""
+
+# -- Redis Cluster ----------------------------------------------------------------------
+
+def test_redis_cluster_fails_over_to_a_replica_keeping_replicated_writes():
+    needs("redis-server", "redis-cli")
+    with RedisCluster() as cluster:
+        field("cluster start s", f"{cluster.start_seconds:.1f}")
+        assert len(cluster.masters()) == 3 and len(cluster.nodes) == 6
+        client = ClusterClient(startup_nodes=[ClusterNode(*n.split(":")) for n in cluster.nodes],
+                               decode_responses=True)
+        for i in range(50):
+            client.set(f"field:{i}", i)
+        master = cluster.master_for_key("field:7")
+        replicas = set(cluster.replicas_of(master))
+        # Replication is asynchronous: WAIT until the replica has the write a kill must keep.
+        assert client.wait(1, 5000, target_nodes=client.get_node_from_key("field:7")) == 1
+        cluster.kill(master)
+        field("cluster failover s", f"{cluster.wait_for_failover(master):.1f}")
+        assert cluster.master_for_key("field:7") in replicas
+        assert client.get("field:7") == "7"
+        client.set("field:after", "yes")
+        cluster.restart(master)   # back as a replica of whoever took over
+        assert master in cluster.replicas_of(cluster.master_for_key("field:7"))
+        assert client.get("field:after") == "yes"
+        client.close()
+
+
+# -- Redis Sentinel ---------------------------------------------------------------------
+
+def test_sentinel_promotes_the_replica_and_clients_follow_it():
+    needs("redis-server")
+    with RedisSentinelSet() as sentinels:
+        field("sentinel start s", f"{sentinels.start_seconds:.1f}")
+        assert len(sentinels.sentinels.split(",")) == 3
+        master = Sentinel(sentinels.sentinel_addresses, socket_timeout=1).master_for(
+            "mymaster", socket_timeout=1, decode_responses=True)
+        master.set("field:before", "1")
+        assert master.wait(1, 5000) == 1   # on the replica before the kill
+        old = sentinels.kill_master()
+        field("sentinel failover s", f"{sentinels.wait_for_failover():.1f}")
+        assert sentinels.master_address() not in (old, None)
+        assert master.get("field:before") == "1"   # asked of the promoted replica
+        master.set("field:after", "2")
+        assert master.get("field:after") == "2"
+        field("sentinel old master back as replica s", f"{sentinels.restart(old):.1f}")
+
+
+# -- nginx ------------------------------------------------------------------------------
+
+PREFIX_PROXY = """
+map $http_x_request_id $field_request_id {
+    default $http_x_request_id;
+    ""      $request_id;
+}
+upstream field_backends {
+    @UPSTREAM_SERVERS@
+}
+server {
+    listen @LISTEN@;
+    location /mlflow-logs/ {
+        proxy_pass http://field_backends/;
+        proxy_set_header Host $http_host;
+        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        proxy_set_header X-Forwarded-Proto $scheme;
+        proxy_set_header X-Forwarded-Host $http_host;
+        proxy_set_header X-Forwarded-Prefix /mlflow-logs;
+        proxy_set_header X-Request-ID $field_request_id;
+    }
+}
+"""
+
+
+class EchoBackend:
+    """A tiny HTTP server answering each GET with its name, the path and the headers it got."""
+
+    def __init__(self, name):
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                body = json.dumps({"backend": name, "path": self.path,
+                                   "headers": dict(self.headers)}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.address = f"127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_nginx_round_robins_a_path_prefix_and_passes_forwarded_headers():
+    needs("nginx")
+    backends = [EchoBackend("a"), EchoBackend("b")]
+    try:
+        with Nginx(PREFIX_PROXY, upstreams=[b.address for b in backends]) as proxy:
+            field("nginx start s", f"{proxy.start_seconds:.2f}")
+            answers = [requests.get(f"{proxy.url}/mlflow-logs/healthz", timeout=5).json()
+                       for _ in range(4)]
+            assert Counter(a["backend"] for a in answers) == {"a": 2, "b": 2}
+            assert {a["path"] for a in answers} == {"/healthz"}   # prefix stripped
+            headers = answers[0]["headers"]
+            assert headers["X-Forwarded-For"] == "127.0.0.1"
+            assert headers["X-Forwarded-Proto"] == "http"
+            assert headers["X-Forwarded-Host"] == f"127.0.0.1:{proxy.port}"
+            assert headers["X-Forwarded-Prefix"] == "/mlflow-logs"
+            assert len(headers["X-Request-ID"]) == 32       # made by nginx when absent
+            mine = requests.get(f"{proxy.url}/mlflow-logs/x", headers={"X-Request-ID": "rid-42"},
+                                timeout=5).json()
+            assert mine["headers"]["X-Request-ID"] == "rid-42"   # a caller's id passes through
+            assert "xrid=rid-42" in proxy.access_log.read_text()
+            field("nginx reload s", f"{proxy.reload(upstreams=[backends[1].address]):.2f}")
+            after = [requests.get(f"{proxy.url}/mlflow-logs/x", timeout=5).json()["backend"]
+                     for _ in range(3)]
+            assert after == ["b", "b", "b"]
+    finally:
+        for backend in backends:
+            backend.close()
