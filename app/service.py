@@ -309,9 +309,9 @@ class RunPieces:
         rest = [run for run in runs if copies[_id(run)] is None]
         found = self.cache.get_entries([self._key(run) for run in rest]) if rest else {}
         for run in rest:
+            # The generation holds the fingerprint it was made for: a current entry is of it.
             entry = self._current(found.get(self._key(run)), run)
-            # An entry written before "points" was recorded is refetched (and rewritten).
-            if entry and entry[0].get("fingerprint") == prints[_id(run)] and "points" in entry[0]:
+            if entry:
                 self.cache.local.put(self._key(run), *entry, ttl=self.cache.ttl_for(run))
                 copies[_id(run)] = entry
         ready = {run_id: entry for run_id, entry in copies.items() if entry}
@@ -377,7 +377,7 @@ class RunSeries:
 
     def _cached(self, runs):
         """{run_id: {key: Series}} for the runs whose every wanted metric is cached, of
-        the run's current fingerprint and generation, and readable."""
+        the run's current generation (so of its fingerprint), and readable."""
         wanted = {_id(run): self.view.keys_of(run) for run in runs}
         self.generations.update(self.cache.generations(self.gateway.target.uri, runs) or {})
         entries = self.cache.get_entries([self._key(run, key) for run in runs
@@ -386,8 +386,7 @@ class RunSeries:
         for run in runs:
             current = {key: entries.get(self._key(run, key)) for key in wanted[_id(run)]}
             generation = self.generations.get(_id(run))
-            if generation and all(entry and entry[0].get("fingerprint") == fingerprint(run)
-                                  and entry[0].get("generation") == generation
+            if generation and all(entry and entry[0].get("generation") == generation
                                   for entry in current.values()):
                 try:
                     found[_id(run)] = {key: history.from_bytes(entry[1])
