@@ -286,8 +286,9 @@ def test_max_response_points_counts_across_runs(cached_app, as_user):
 # --- RATE_LIMIT ---------------------------------------------------------------------------
 
 def test_rate_limit_with_redis_storage(cached_app, redis_url, redis_prefix, mlflow_server, as_user):
-    worker = cached_app(RATE_LIMIT="3/hour").test_client()
-    other_worker = cached_app(RATE_LIMIT="3/hour").test_client()  # shares the counters in Redis
+    # behind one proxy (PROXY_FIX_HOPS=1): it tells the client's address in X-Forwarded-For
+    worker = cached_app(RATE_LIMIT="3/hour", PROXY_FIX_HOPS=1).test_client()
+    other_worker = cached_app(RATE_LIMIT="3/hour", PROXY_FIX_HOPS=1).test_client()  # shares the counters in Redis
     for _ in range(3):
         assert worker.post("/mlflow/experiments", json=as_user()).status_code == 200
     for client in (worker, other_worker):
