@@ -26,7 +26,8 @@ from urllib.parse import unquote, urlsplit
 
 from app import errors
 from app.gateway import MlflowTarget
-from app.schemas import HTTP_URI, PROFILE_NAME
+from app.schemas import PROFILE_NAME
+from app.uris import HTTP_URI
 
 log = logging.getLogger(__name__)
 
