@@ -76,6 +76,24 @@ def test_allowlist_tricky_uris_make_no_connection(uri, proxy, as_user, mlflow_ca
     assert proxy.count() == 0 and mlflow_calls == []
 
 
+@pytest.mark.parametrize("uri, status", [
+    ("http://127.0.0.1:{port}/mlflow\n", 422), ("http://127.0.0.1:{port}/mlflow\r\n", 422),
+    ("http://127.0.0.1:{port}/mlflow/\t", 422), ("http://127.0.0.1:{port}/ml\nflow", 422),
+    # percent-encoded control characters are valid URI text, but the allowlist refuses them
+    ("http://127.0.0.1:{port}/mlflow/%0A", 403), ("http://127.0.0.1:{port}/mlflow/x%0d%0a", 403),
+])
+def test_allowlist_control_characters_make_no_connection(uri, status, proxy, as_user,
+                                                         mlflow_calls):
+    port = proxy_port(proxy)
+    app = create_app({"TESTING": True, "ALLOWED_TRACKING_URIS": f"http://127.0.0.1:{port}/mlflow"})
+    response = app.test_client().post("/mlflow/experiments",
+                                      json=as_user(tracking_uri=uri.format(port=port)))
+    body = assert_error(response, status)
+    if status == 422:
+        assert set(body["errors"]) == {"tracking_uri"}
+    assert proxy.count() == 0 and mlflow_calls == []
+
+
 def test_allowlist_lets_the_allowed_server_through(proxy, as_user):
     app = create_app({"TESTING": True,
                       "ALLOWED_TRACKING_URIS": f"mlflow.example.invalid, 127.0.0.1:{proxy_port(proxy)}"})
