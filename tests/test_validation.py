@@ -124,3 +124,62 @@ def test_every_uri_the_published_pattern_allows_is_accepted(uri):
 def test_bracketed_hosts_must_be_ipv6_addresses(client, uri):
     response = client.post("/mlflow/runs", json=dict(GOOD, tracking_uri=uri))
     assert response.status_code == 422 and "tracking_uri" in error_fields(response)
+
+
+# --- JSON that is malformed, or valid JSON holding what no field can take ---------------------
+
+ROUTES = ["/health", "/mlflow/experiments", "/mlflow/runs"]
+URI = '"tracking_uri": "http://127.0.0.1:9"'
+
+
+def post_raw(client, route, body: bytes):
+    return client.post(route, data=body, content_type="application/json")
+
+
+@pytest.mark.parametrize("body", [
+    b"{" + URI.encode() + b', "limit": ' + b"[" * 2000 + b"]" * 2000 + b"}",  # nested 2,000 deep
+    b"[" * 100_000,
+    b"{" + URI.encode() + b', "limit": ' + b"9" * 5000 + b"}",               # 5,000 digits
+    b"{" + URI.encode() + b', "x": -' + b"1" * 4301 + b"}",
+    b"{" + URI.encode() + b', "http_timeout": NaN}',                          # not JSON
+    b"{" + URI.encode() + b', "http_timeout": Infinity}',
+    b"{" + URI.encode() + b', "username": "\xff\xfe"}',                       # not UTF-8
+    b"{" + URI.encode() + b', "username": "\xed\xa0\x80"}',                   # an encoded surrogate
+    b"{" + URI.encode() + b",}", b"{not json", b"\x00",
+])
+@pytest.mark.parametrize("route", ROUTES)
+def test_malformed_json_is_400_with_its_position(client, route, body, mlflow_calls):
+    response = post_raw(client, route, body)
+    assert response.status_code == 400, response.get_data()
+    assert error_fields(response) == {}
+    message = response.get_json()["message"]
+    assert message.startswith("Malformed JSON") and "char " in message
+    assert mlflow_calls == []
+
+
+@pytest.mark.parametrize("body, field", [
+    ('{%s, "username": "\\ud800", "password": "p"}' % URI, "username"),
+    ('{%s, "username": "u", "password": "x\\udfffy"}' % URI, "password"),
+    ('{%s, "run_ids": ["a", "\\udc00"]}' % URI, "run_ids"),
+    ('{%s, "order_by": ["\\ud83d"], "limit": 1}' % URI, "order_by"),
+    ('{"tracking_uri": "http://127.0.0.1:9/\\ud800"}', "tracking_uri"),
+    ('{%s, "\\ud800": 1}' % URI, "\\ud800"),
+])
+@pytest.mark.parametrize("route", ROUTES)
+def test_a_lone_surrogate_is_422_naming_its_field(client, route, body, field, mlflow_calls):
+    response = post_raw(client, route, body.encode())
+    assert response.status_code == 422, response.get_data()
+    assert field in error_fields(response)
+    assert "surrogate" in response.get_json()["message"]
+    assert mlflow_calls == []
+
+
+@pytest.mark.parametrize("field, digits", [("limit", 20), ("since_step", 25),
+                                           ("max_points", 4000), ("since_timestamp", 300),
+                                           ("limit", 400), ("http_timeout", 4300)])
+def test_an_integer_too_large_for_its_field_is_422_naming_it(client, field, digits, mlflow_calls):
+    response = post_raw(client, "/mlflow/runs",
+                        ('{%s, "%s": %s}' % (URI, field, "9" * digits)).encode())
+    assert response.status_code == 422, response.get_data()
+    assert field in error_fields(response)
+    assert mlflow_calls == []
