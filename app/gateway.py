@@ -6,19 +6,17 @@ It speaks MLflow's REST API with one pooled ``requests.Session`` per process and
 turns every failure into one of the service's HTTP errors.
 """
 import base64
-import json
 import logging
 import threading
 import time
 from dataclasses import dataclass, field
 from http.cookiejar import DefaultCookiePolicy
 
-import orjson
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
-from app import errors, history, observability
+from app import errors, history, observability, upstream
 
 log = logging.getLogger(__name__)
 
@@ -108,14 +106,6 @@ def shared_session(pool_size: int) -> requests.Session:
         return session
 
 
-def parse_json(content: bytes):
-    try:
-        return orjson.loads(content)
-    except orjson.JSONDecodeError:
-        # MLflow writes NaN/Infinity as bare tokens, which only the stdlib accepts.
-        return json.loads(content)
-
-
 class MlflowGateway:
     def __init__(self, target: MlflowTarget, deadline: Deadline, *, session=None,
                  max_retries: int = 2, search_page_size: int = 1000,
@@ -143,12 +133,12 @@ class MlflowGateway:
             response = self._send(method, endpoint, params, body)
             if response.status_code not in RETRY_STATUSES or attempt == self.max_retries:
                 break
-            pause = _retry_after(response, default=0.25 * 2**attempt)
+            pause = upstream.retry_after(response, default=0.25 * 2**attempt)
             if pause >= self.deadline.remaining():
                 break
             time.sleep(pause)
         if response.status_code in decline:
-            raise Declined(response.status_code, _mlflow_message(response))
+            raise Declined(response.status_code, upstream.mlflow_message(response))
         return self._decode(response)
 
     def _send(self, method, endpoint, params, body):
@@ -163,7 +153,7 @@ class MlflowGateway:
                 verify=self.target.verify_tls, timeout=timeout, allow_redirects=False,
             )
         except requests.exceptions.SSLError as exc:
-            raise errors.UpstreamError(_tls_message(self.target.uri, exc)) from None
+            raise errors.UpstreamError(upstream.tls_message(self.target.uri, exc)) from None
         except requests.exceptions.Timeout:
             self.deadline.check()
             raise errors.UpstreamTimeout(
@@ -172,26 +162,26 @@ class MlflowGateway:
             ) from None
         except requests.exceptions.RequestException as exc:
             raise errors.UpstreamError(
-                f"Cannot reach MLflow at {self.target.uri}: {_root_cause(exc)}"
+                f"Cannot reach MLflow at {self.target.uri}: {upstream.root_cause(exc)}"
             ) from None
 
     def _decode(self, response):
         status = response.status_code
         if status == 200:
             try:
-                return parse_json(response.content)
+                return upstream.parse_json(response.content)
             except ValueError:
                 raise errors.UpstreamError(
                     f"MLflow at {self.target.uri} answered 200 with a body that is not JSON; "
                     "is tracking_uri the MLflow server's base URL?"
                 ) from None
-        message = _mlflow_message(response)
+        message = upstream.mlflow_message(response)
         if status == 401:
             raise errors.Unauthorized(
-                f"MLflow rejected the credentials{_as_user(self.target)}: {message}")
+                f"MLflow rejected the credentials{upstream.as_user(self.target)}: {message}")
         if status == 403:
-            raise errors.Forbidden(f"MLflow denied access{_as_user(self.target)}: {message}")
-        if status == 404 and _error_code(response) == "RESOURCE_DOES_NOT_EXIST":
+            raise errors.Forbidden(f"MLflow denied access{upstream.as_user(self.target)}: {message}")
+        if status == 404 and upstream.error_code(response) == "RESOURCE_DOES_NOT_EXIST":
             raise errors.NotFound(message)
         raise errors.UpstreamError(
             f"MLflow at {self.target.uri} answered {status} to {response.request.path_url.split('?')[0]}: {message}"
@@ -299,46 +289,3 @@ class MlflowGateway:
             token = data.get("next_page_token")
             if not token or (limit is not None and seen >= limit):
                 return
-
-
-def _retry_after(response, default: float) -> float:
-    try:
-        return max(0.0, float(response.headers["Retry-After"]))
-    except (KeyError, ValueError):
-        return default
-
-
-def _as_user(target: MlflowTarget) -> str:
-    if not target.uses_auth:
-        return " (no username/password were sent)"
-    return f" of user '{target.username or ''}'"
-
-
-def _error_code(response):
-    try:
-        return parse_json(response.content).get("error_code")
-    except (ValueError, AttributeError):
-        return None
-
-
-def _mlflow_message(response) -> str:
-    try:
-        data = parse_json(response.content)
-        return str(data.get("message") or data.get("error_code") or data)[:500]
-    except (ValueError, AttributeError):
-        text = response.text.strip()
-        return (text[:200] or response.reason or "no body")
-
-
-def _root_cause(exc: BaseException) -> str:
-    while exc.__cause__ or exc.__context__:
-        exc = exc.__cause__ or exc.__context__
-    return str(exc) or type(exc).__name__
-
-
-def _tls_message(uri: str, exc) -> str:
-    cause = _root_cause(exc)
-    if "CERTIFICATE_VERIFY_FAILED" in str(exc) or "CERTIFICATE_VERIFY_FAILED" in cause:
-        return (f"TLS certificate of {uri} could not be verified (SSL: CERTIFICATE_VERIFY_FAILED: "
-                f"{cause}). For a self-signed certificate, send \"insecure_tls\": true.")
-    return f"TLS handshake with {uri} failed: {cause}"

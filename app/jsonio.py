@@ -1,7 +1,7 @@
 """JSON in and out: orjson for every response (~10x faster than the stdlib on large
 histories), and strict orjson for request bodies.
 
-MLflow's answers are read elsewhere (``gateway.parse_json``), with the stdlib as a
+MLflow's answers are read elsewhere (``upstream.parse_json``), with the stdlib as a
 fallback for MLflow's bare NaN tokens; a request gets no such leniency: NaN, nesting
 deeper than orjson's 1,024 levels, integers of more than 4,300 digits and invalid UTF-8
 are a 400. Valid JSON that no field can take (a lone surrogate escape, ``"\\ud800"``,
