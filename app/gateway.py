@@ -138,7 +138,7 @@ class MlflowGateway:
                 break
             time.sleep(pause)
         if response.status_code in decline:
-            raise Declined(response.status_code, upstream.mlflow_message(response))
+            raise Declined(response.status_code, upstream.declined_message(response))
         return self._decode(response)
 
     def _send(self, method, endpoint, params, body):
@@ -153,7 +153,7 @@ class MlflowGateway:
                 verify=self.target.verify_tls, timeout=timeout, allow_redirects=False,
             )
         except requests.exceptions.SSLError as exc:
-            raise errors.UpstreamError(upstream.tls_message(self.target.uri, exc)) from None
+            raise upstream.tls_error(self.target, exc) from None
         except requests.exceptions.Timeout:
             self.deadline.check()
             raise errors.UpstreamTimeout(
@@ -161,9 +161,7 @@ class MlflowGateway:
                 f"http_timeout={self.deadline.seconds:g}s."
             ) from None
         except requests.exceptions.RequestException as exc:
-            raise errors.UpstreamError(
-                f"Cannot reach MLflow at {self.target.uri}: {upstream.root_cause(exc)}"
-            ) from None
+            raise upstream.connection_error(self.target, exc) from None
 
     def _decode(self, response):
         status = response.status_code
@@ -175,17 +173,7 @@ class MlflowGateway:
                     f"MLflow at {self.target.uri} answered 200 with a body that is not JSON; "
                     "is tracking_uri the MLflow server's base URL?"
                 ) from None
-        message = upstream.mlflow_message(response)
-        if status == 401:
-            raise errors.Unauthorized(
-                f"MLflow rejected the credentials{upstream.as_user(self.target)}: {message}")
-        if status == 403:
-            raise errors.Forbidden(f"MLflow denied access{upstream.as_user(self.target)}: {message}")
-        if status == 404 and upstream.error_code(response) == "RESOURCE_DOES_NOT_EXIST":
-            raise errors.NotFound(message)
-        raise errors.UpstreamError(
-            f"MLflow at {self.target.uri} answered {status} to {response.request.path_url.split('?')[0]}: {message}"
-        )
+        raise upstream.status_error(self.target, response)
 
     # --- MLflow API ------------------------------------------------------
 
