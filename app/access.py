@@ -185,7 +185,7 @@ def _profile(name, fields) -> MlflowTarget:
     if not isinstance(insecure, bool):
         raise ValueError(f"{where}: insecure_tls must be true or false")
     return MlflowTarget(uri=uri, username=fields.get("username"),
-                        password=fields.get("password"), verify_tls=not insecure)
+                        password=fields.get("password"), verify_tls=not insecure, profile=name)
 
 
 # --- the caller's credentials ------------------------------------------------------

@@ -41,6 +41,13 @@ class MlflowTarget:
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     verify_tls: bool = True
+    profile: str | None = field(default=None, compare=False)  # the operator's name for it
+
+    @property
+    def label(self) -> str:
+        """How error messages name it: the caller's own URI, or for a profile only its
+        name (where it points, and as whom, are the operator's: they map the network)."""
+        return f"MLflow of profile {self.profile!r}" if self.profile else f"MLflow at {self.uri}"
 
     @property
     def uses_auth(self) -> bool:
@@ -154,11 +161,11 @@ class MlflowGateway:
             )
         except requests.exceptions.SSLError as exc:
             raise upstream.tls_error(self.target, exc) from None
-        except requests.exceptions.Timeout:
-            self.deadline.check()
+        except requests.exceptions.Timeout:  # each call waits what is left of the deadline
             raise errors.UpstreamTimeout(
-                f"MLflow at {self.target.uri} did not answer within "
-                f"http_timeout={self.deadline.seconds:g}s."
+                f"{self.target.label} did not answer within "
+                f"http_timeout={self.deadline.seconds:g}s; raise http_timeout or ask for "
+                "fewer runs."
             ) from None
         except requests.exceptions.RequestException as exc:
             raise upstream.connection_error(self.target, exc) from None
@@ -169,10 +176,7 @@ class MlflowGateway:
             try:
                 return upstream.parse_json(response.content)
             except ValueError:
-                raise errors.UpstreamError(
-                    f"MLflow at {self.target.uri} answered 200 with a body that is not JSON; "
-                    "is tracking_uri the MLflow server's base URL?"
-                ) from None
+                raise upstream.not_json_error(self.target) from None
         raise upstream.status_error(self.target, response)
 
     # --- MLflow API ------------------------------------------------------

@@ -39,6 +39,8 @@ def retry_after(response, default: float) -> float:
 
 
 def as_user(target) -> str:
+    if target.profile:
+        return f" of profile {target.profile!r}"
     if not target.uses_auth:
         return " (no username/password were sent)"
     return f" of user '{target.username or ''}'"
@@ -93,10 +95,15 @@ def status_error(target, response):
         return errors.NotFound(message)
     endpoint = response.request.path_url.split("?")[0]
     if message:
-        return errors.UpstreamError(f"MLflow at {target.uri} answered {status} to {endpoint}: "
-                                    f"{message}")
-    return errors.UpstreamError(f"MLflow at {target.uri} answered {status} to {endpoint} "
+        return errors.UpstreamError(f"{target.label} answered {status} to {endpoint}: {message}")
+    return errors.UpstreamError(f"{target.label} answered {status} to {endpoint} "
                                 f"with {NOT_AN_MLFLOW_ERROR}.")
+
+
+def not_json_error(target):
+    hint = ("ask the operator to check the profile" if target.profile
+            else "is tracking_uri the MLflow server's base URL?")
+    return errors.UpstreamError(f"{target.label} answered 200 with a body that is not JSON; {hint}")
 
 
 # --- failures below HTTP: our own wording per kind, never the exception's text ----------------
@@ -142,7 +149,7 @@ def failure_kind(exc) -> str:
 
 
 def connection_error(target, exc):
-    return errors.UpstreamError(f"Cannot reach MLflow at {target.uri}: {failure_kind(exc)}.")
+    return errors.UpstreamError(f"Cannot reach {target.label}: {failure_kind(exc)}.")
 
 
 def tls_error(target, exc):
@@ -151,12 +158,15 @@ def tls_error(target, exc):
     chain = _chain(exc)
     verify = next((item for item in chain if isinstance(item, ssl.SSLCertVerificationError)), None)
     if verify is not None or "CERTIFICATE_VERIFY_FAILED" in str(exc):
-        why = f": {verify.verify_message}" if verify is not None and verify.verify_message else ""
+        # OpenSSL's reason may name the host ("Hostname mismatch ... for 'mlflow.internal'").
+        why = (f": {verify.verify_message}" if verify is not None and verify.verify_message
+               and not target.profile else "")
+        advice = ("the operator can set \"insecure_tls\": true in the profile" if target.profile
+                  else "send \"insecure_tls\": true")
         return errors.UpstreamError(
-            f"TLS certificate of {target.uri} could not be verified (SSL: "
-            f"CERTIFICATE_VERIFY_FAILED{why}). For a self-signed certificate, send "
-            "\"insecure_tls\": true.")
+            f"TLS certificate of {target.label} could not be verified (SSL: "
+            f"CERTIFICATE_VERIFY_FAILED{why}). For a self-signed certificate, {advice}.")
     reason = next((item.reason for item in chain
                    if isinstance(item, ssl.SSLError) and isinstance(item.reason, str)), None)
-    return errors.UpstreamError(f"TLS handshake with {target.uri} failed"
+    return errors.UpstreamError(f"TLS handshake with {target.label} failed"
                                 + (f" (SSL: {reason})." if reason else "."))
