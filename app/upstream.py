@@ -100,6 +100,12 @@ def status_error(target, response):
                                 f"with {NOT_AN_MLFLOW_ERROR}.")
 
 
+def shape_error(target, endpoint, what):
+    """A 200 whose JSON is not what MLflow answers to ``endpoint``."""
+    return errors.UpstreamError(f"{target.label} answered 200 to {endpoint} with a body that "
+                                f"is not MLflow's: {what}.")
+
+
 def not_json_error(target):
     hint = ("ask the operator to check the profile" if target.profile
             else "is tracking_uri the MLflow server's base URL?")
