@@ -80,7 +80,8 @@ def mlflow_message(response) -> str | None:
 
 def declined_message(response) -> str:
     """What MLflow said to a call the caller handles itself (``Declined``)."""
-    return mlflow_message(response) or f"it answered {response.status_code} with {NOT_AN_MLFLOW_ERROR}"
+    return (mlflow_message(response)
+            or f"it answered {response.status_code} with {NOT_AN_MLFLOW_ERROR}")
 
 
 def status_error(target, response):

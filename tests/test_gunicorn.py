@@ -54,5 +54,6 @@ def test_errors_and_docs_behind_a_prefix(gunicorn):
 
 def test_a_forwarded_prefix_is_only_ever_a_path(gunicorn):
     for prefix in ("//evil.example", "/logs, //evil.example", "https://evil.example"):
-        page = requests.get(f"{gunicorn}/docs", headers={"X-Forwarded-Prefix": prefix}, timeout=5).text
+        page = requests.get(f"{gunicorn}/docs", headers={"X-Forwarded-Prefix": prefix},
+                            timeout=5).text
         assert 'url: "/openapi.json"' in page and "evil" not in page
