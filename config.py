@@ -19,8 +19,9 @@ class Config:
     HOST = os.environ.get("HOST", "127.0.0.1")
     PORT = _int("PORT", 8001)
     LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO").upper()
-    # Reverse proxies in front of us that may set X-Forwarded-* (0 = trust none).
-    PROXY_FIX_HOPS = _int("PROXY_FIX_HOPS", 1)
+    # Reverse proxies in front of us whose X-Forwarded-* are trusted (0 = none, the default:
+    # a caller could otherwise choose the address it is rate-limited and logged as).
+    PROXY_FIX_HOPS = _int("PROXY_FIX_HOPS", 0)
 
     # Request limits
     MAX_CONTENT_LENGTH = _int("MAX_CONTENT_LENGTH", 1024 * 1024)

@@ -4,9 +4,8 @@ from pathlib import Path
 
 import swagger_ui_bundle
 from flask import Flask, send_from_directory
-from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import access, observability, probes, ratelimit, routes, schemas
+from app import access, forwarded, observability, probes, ratelimit, routes, schemas
 from app.extensions import api, init_cache
 from app.jsonio import OrjsonProvider
 from config import Config
@@ -21,9 +20,7 @@ def create_app(config=None) -> Flask:
         app.config.update(config)
     logging.basicConfig(level=app.config["LOG_LEVEL"],
                         format="%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s")
-    hops = app.config["PROXY_FIX_HOPS"]
-    if hops:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_prefix=hops)
+    forwarded.trust_proxies(app)  # PROXY_FIX_HOPS
     observability.init_app(app)
     register_extensions(app)
     register_blueprints(app)

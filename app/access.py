@@ -26,7 +26,8 @@ from urllib.parse import unquote, urlsplit
 
 from app import errors
 from app.gateway import MlflowTarget
-from app.schemas import HTTP_URI, PROFILE_NAME
+from app.schemas import PROFILE_NAME
+from app.uris import CONTROL_CHARACTER, uri_problem
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +53,15 @@ def place_of(uri: str) -> Place | None:
 
     Refused: other schemes, user info (``https://allowed@evil``), a query or fragment,
     a bad port, and paths with ``.``/``..`` segments or encoded slashes, which a server
-    could resolve to somewhere outside an allowed path prefix.
+    could resolve to somewhere outside an allowed path prefix. Control characters are
+    refused anywhere, raw or percent-encoded: ``urlsplit`` silently drops tabs and
+    newlines, so ``…/mlflow\n`` would match ``…/mlflow`` and then be sent as ``%0A``.
+    The URI is matched as sent (an operator's entries are stripped by ``parse_allowed``).
     """
+    if CONTROL_CHARACTER.search(uri) or uri != uri.strip():
+        return None
     try:
-        parts = urlsplit(uri.strip())
+        parts = urlsplit(uri)
         port = parts.port
     except ValueError:
         return None
@@ -64,9 +70,9 @@ def place_of(uri: str) -> Place | None:
         return None
     segments = _segments(parts.path)
     host = _host(parts.hostname)
-    if not host or segments is None:
+    if not host or segments is None or port == 0:
         return None
-    return Place(scheme, host, port or DEFAULT_PORTS[scheme], segments)
+    return Place(scheme, host, port if port is not None else DEFAULT_PORTS[scheme], segments)
 
 
 def _host(hostname):
@@ -78,7 +84,8 @@ def _segments(path: str):
     segments = [unquote(s) for s in path.split("/")[1:]]
     while segments and segments[-1] == "":
         segments.pop()
-    if any(s in (".", "..") or "/" in s or "\\" in s for s in segments):
+    if any(s in (".", "..") or "/" in s or "\\" in s or CONTROL_CHARACTER.search(s)
+           for s in segments):
         return None
     return tuple(segments)
 
@@ -86,6 +93,8 @@ def _segments(path: str):
 def parse_allowed(entry: str) -> Place:
     """One ``ALLOWED_TRACKING_URIS`` entry: a URI prefix, or a bare ``host[:port]``."""
     text = entry.strip()
+    if CONTROL_CHARACTER.search(text):
+        raise ValueError(f"ALLOWED_TRACKING_URIS: {entry!r} holds a control character")
     if "://" in text:
         place = place_of(text)
         if place is None:
@@ -166,8 +175,9 @@ def _profile(name, fields) -> MlflowTarget:
     if unknown:
         raise ValueError(f"{where}: unknown keys {unknown}; known: {sorted(PROFILE_KEYS)}")
     uri = fields.get("tracking_uri")
-    if not isinstance(uri, str) or not re.match(HTTP_URI, uri):
-        raise ValueError(f"{where}: tracking_uri must be an http(s) URL without credentials")
+    if not isinstance(uri, str) or uri_problem(uri):
+        raise ValueError(f"{where}: tracking_uri must be an http(s) URL without credentials "
+                         "or control characters, with a port from 1 to 65535 if any")
     for key in ("username", "password"):
         if fields.get(key) is not None and not isinstance(fields[key], str):
             raise ValueError(f"{where}: {key} must be a string")
@@ -175,7 +185,7 @@ def _profile(name, fields) -> MlflowTarget:
     if not isinstance(insecure, bool):
         raise ValueError(f"{where}: insecure_tls must be true or false")
     return MlflowTarget(uri=uri, username=fields.get("username"),
-                        password=fields.get("password"), verify_tls=not insecure)
+                        password=fields.get("password"), verify_tls=not insecure, profile=name)
 
 
 # --- the caller's credentials ------------------------------------------------------

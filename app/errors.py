@@ -28,6 +28,7 @@ class ErrorSchema(ma.Schema):
 
 # The statuses the service answers with, by meaning.
 InvalidInput = http.UnprocessableEntity        # 422
+BadRequest = http.BadRequest                   # 400 body that is not JSON
 UnsupportedMediaType = http.UnsupportedMediaType  # 415 body that is not JSON
 Unauthorized = http.Unauthorized               # 401 MLflow rejected the credentials
 Forbidden = http.Forbidden                     # 403 MLflow denied access

@@ -6,19 +6,19 @@ It speaks MLflow's REST API with one pooled ``requests.Session`` per process and
 turns every failure into one of the service's HTTP errors.
 """
 import base64
-import json
+import functools
 import logging
 import threading
 import time
 from dataclasses import dataclass, field
 from http.cookiejar import DefaultCookiePolicy
 
-import orjson
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
-from app import errors, history, observability
+from app import errors, history, observability, upstream
+from app import mlflow_shapes as shapes
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,13 @@ class MlflowTarget:
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     verify_tls: bool = True
+    profile: str | None = field(default=None, compare=False)  # the operator's name for it
+
+    @property
+    def label(self) -> str:
+        """How error messages name it: the caller's own URI, or for a profile only its
+        name (where it points, and as whom, are the operator's: they map the network)."""
+        return f"MLflow of profile {self.profile!r}" if self.profile else f"MLflow at {self.uri}"
 
     @property
     def uses_auth(self) -> bool:
@@ -108,12 +115,34 @@ def shared_session(pool_size: int) -> requests.Session:
         return session
 
 
-def parse_json(content: bytes):
+def _by_run(run_ids, points) -> dict:
+    """{run id: Series} of a bulk answer's points (every asked run, maybe empty)."""
+    records = {run_id: [] for run_id in run_ids}
+    for point in points:
+        records.setdefault(point["run_id"], []).append(point)
     try:
-        return orjson.loads(content)
-    except orjson.JSONDecodeError:
-        # MLflow writes NaN/Infinity as bare tokens, which only the stdlib accepts.
-        return json.loads(content)
+        return {run_id: history.from_records(found) for run_id, found in records.items()}
+    except shapes.NotMlflow:
+        shapes.points(points, "metrics", run_id=True)  # names the record in the answer's order
+        raise
+
+
+def reads(endpoint):
+    """Last resort around a method reading ``endpoint``'s answer: an error a shape check
+    missed (a KeyError, TypeError ...) is MLflow's answer being wrong, so a 502, not a 500."""
+    def decorate(method):
+        @functools.wraps(method)
+        def guarded(self, *args, **kwargs):
+            try:
+                return method(self, *args, **kwargs)
+            except shapes.NotMlflow as exc:  # found while converting (history.from_records)
+                raise upstream.shape_error(self.target, endpoint, exc) from None
+            except (KeyError, IndexError, TypeError, ValueError, AttributeError,
+                    OverflowError) as exc:
+                raise upstream.shape_error(self.target, endpoint,
+                                           f"it could not be read ({type(exc).__name__})") from None
+        return guarded
+    return decorate
 
 
 class MlflowGateway:
@@ -133,8 +162,10 @@ class MlflowGateway:
 
     # --- transport -------------------------------------------------------
 
-    def call(self, method: str, endpoint: str, *, params=None, body=None, decline=()):
-        """One MLflow REST call, retried on 429/503 while the deadline allows.
+    def call(self, method: str, endpoint: str, *, params=None, body=None, decline=(),
+             shape=None):
+        """One MLflow REST call, retried on 429/503 while the deadline allows: its JSON
+        object, checked by ``shape`` (app/mlflow_shapes.py), or a 502 saying what is wrong.
 
         A status in ``decline`` raises ``Declined`` for the caller to handle
         instead of the service error it would map to.
@@ -143,13 +174,19 @@ class MlflowGateway:
             response = self._send(method, endpoint, params, body)
             if response.status_code not in RETRY_STATUSES or attempt == self.max_retries:
                 break
-            pause = _retry_after(response, default=0.25 * 2**attempt)
+            pause = upstream.retry_after(response, default=0.25 * 2**attempt)
             if pause >= self.deadline.remaining():
                 break
             time.sleep(pause)
         if response.status_code in decline:
-            raise Declined(response.status_code, _mlflow_message(response))
-        return self._decode(response)
+            raise Declined(response.status_code, upstream.declined_message(response))
+        data = self._decode(response)
+        try:
+            if not isinstance(data, dict):
+                raise shapes.NotMlflow("it is not a JSON object")
+            return shape(data) if shape else data
+        except shapes.NotMlflow as exc:
+            raise upstream.shape_error(self.target, endpoint, exc) from None
 
     def _send(self, method, endpoint, params, body):
         url = self.target.uri.rstrip("/") + endpoint
@@ -163,60 +200,55 @@ class MlflowGateway:
                 verify=self.target.verify_tls, timeout=timeout, allow_redirects=False,
             )
         except requests.exceptions.SSLError as exc:
-            raise errors.UpstreamError(_tls_message(self.target.uri, exc)) from None
-        except requests.exceptions.Timeout:
-            self.deadline.check()
+            raise upstream.tls_error(self.target, exc) from None
+        except requests.exceptions.Timeout:  # each call waits what is left of the deadline
             raise errors.UpstreamTimeout(
-                f"MLflow at {self.target.uri} did not answer within "
-                f"http_timeout={self.deadline.seconds:g}s."
+                f"{self.target.label} did not answer within "
+                f"http_timeout={self.deadline.seconds:g}s; raise http_timeout or ask for "
+                "fewer runs."
             ) from None
         except requests.exceptions.RequestException as exc:
-            raise errors.UpstreamError(
-                f"Cannot reach MLflow at {self.target.uri}: {_root_cause(exc)}"
-            ) from None
+            raise upstream.connection_error(self.target, exc) from None
 
     def _decode(self, response):
         status = response.status_code
         if status == 200:
             try:
-                return parse_json(response.content)
+                return upstream.parse_json(response.content)
             except ValueError:
-                raise errors.UpstreamError(
-                    f"MLflow at {self.target.uri} answered 200 with a body that is not JSON; "
-                    "is tracking_uri the MLflow server's base URL?"
-                ) from None
-        message = _mlflow_message(response)
-        if status == 401:
-            raise errors.Unauthorized(
-                f"MLflow rejected the credentials{_as_user(self.target)}: {message}")
-        if status == 403:
-            raise errors.Forbidden(f"MLflow denied access{_as_user(self.target)}: {message}")
-        if status == 404 and _error_code(response) == "RESOURCE_DOES_NOT_EXIST":
-            raise errors.NotFound(message)
-        raise errors.UpstreamError(
-            f"MLflow at {self.target.uri} answered {status} to {response.request.path_url.split('?')[0]}: {message}"
-        )
+                raise upstream.not_json_error(self.target) from None
+        raise upstream.status_error(self.target, response)
 
     # --- MLflow API ------------------------------------------------------
+    # Each method checks the shape of what it reads (``shape=``); ``reads`` is the last
+    # resort for anything a check missed.
 
+    @reads(f"{API}/experiments/search")
     def search_experiments(self, view_type="ACTIVE_ONLY"):
         """Every experiment, across as many pages as MLflow needs."""
         body = {"max_results": self.search_page_size, "view_type": view_type}
-        pages = self._pages("POST", f"{API}/experiments/search", "experiments", body)
+        pages = self._pages("POST", f"{API}/experiments/search", "experiments", body,
+                            shape=shapes.experiments_page)
         return [experiment for page in pages for experiment in page]
 
+    @reads(f"{API}/experiments/get")
     def get_experiment(self, experiment_id: str, *, decline=()):
         data = self.call("GET", f"{API}/experiments/get", params={"experiment_id": experiment_id},
-                         decline=decline)
+                         decline=decline, shape=shapes.experiment_answer)
         return data["experiment"]
 
+    @reads(f"{API}/experiments/get-by-name")
     def get_experiment_by_name(self, name: str):
-        data = self.call("GET", f"{API}/experiments/get-by-name", params={"experiment_name": name})
+        data = self.call("GET", f"{API}/experiments/get-by-name", params={"experiment_name": name},
+                         shape=shapes.experiment_answer)
         return data["experiment"]
 
+    @reads(f"{API}/runs/get")
     def get_run(self, run_id: str):
-        return self.call("GET", f"{API}/runs/get", params={"run_id": run_id})["run"]
+        return self.call("GET", f"{API}/runs/get", params={"run_id": run_id},
+                         shape=shapes.run_answer)["run"]
 
+    @reads(f"{API}/runs/search")
     def search_runs(self, experiment_ids, limit: int, view_type="ACTIVE_ONLY", *,
                     filter_string=None, order_by=None):
         """Up to ``limit`` runs (newest first unless ``order_by``), paging as MLflow requires.
@@ -229,9 +261,10 @@ class MlflowGateway:
             body["filter"] = filter_string
         decline = (400,) if filter_string or order_by else ()
         pages = self._pages("POST", f"{API}/runs/search", "runs", body, limit=limit,
-                            decline=decline)
+                            decline=decline, shape=shapes.runs_page)
         return [run for page in pages for run in page]
 
+    @reads(BULK_HISTORY)
     def get_metric_history_bulk(self, run_ids, key: str):
         """One metric of up to 100 runs in one call: MLflow's ajax bulk endpoint.
 
@@ -242,20 +275,19 @@ class MlflowGateway:
         proxy without the ajax routes): the caller falls back to per-run calls.
         """
         params = {"run_id": list(run_ids), "metric_key": key, "max_results": BULK_MAX_POINTS}
-        data = self.call("GET", BULK_HISTORY, params=params, decline=(403, 404, 405))
-        points = data.get("metrics", [])
-        records = {run_id: [] for run_id in run_ids}
-        for point in points:
-            records.setdefault(point.get("run_id"), []).append(point)
-        by_run = {run_id: history.from_records(found) for run_id, found in records.items()}
+        data = self.call("GET", BULK_HISTORY, params=params, decline=(403, 404, 405),
+                         shape=shapes.bulk_history)
+        points = data.get("metrics") or []
+        by_run = _by_run(run_ids, points)
         if len(points) < BULK_MAX_POINTS:
             return by_run, set(run_ids)
-        returned = [p.get("run_id") for p in points]
+        returned = [p["run_id"] for p in points]
         if returned != sorted(returned):  # not MLflow's known order: trust nothing
             return by_run, set()
         last = returned[-1]
         return by_run, {run_id for run_id in run_ids if run_id < last}
 
+    @reads(BULK_INTERVAL)
     def get_metric_history_since(self, run_ids, key: str, since_step: int):
         """One metric of up to 100 runs, only the points after ``since_step``: MLflow's
         ajax bulk-interval endpoint, for a live run's poll.
@@ -267,24 +299,24 @@ class MlflowGateway:
         """
         params = {"run_ids": list(run_ids), "metric_key": key, "start_step": since_step + 1,
                   "end_step": MAX_STEP, "max_results": INTERVAL_MAX_PER_RUN}
-        data = self.call("GET", BULK_INTERVAL, params=params, decline=(403, 404, 405))
-        records = {run_id: [] for run_id in run_ids}
-        for point in data.get("metrics", []):
-            records.setdefault(point.get("run_id"), []).append(point)
-        by_run = {run_id: history.from_records(found) for run_id, found in records.items()}
+        data = self.call("GET", BULK_INTERVAL, params=params, decline=(403, 404, 405),
+                         shape=shapes.bulk_history)
+        by_run = _by_run(run_ids, data.get("metrics") or [])
         return by_run, {run_id for run_id in run_ids
                         if by_run[run_id].size < INTERVAL_MAX_PER_RUN}
 
+    @reads(f"{API}/metrics/get-history")
     def get_metric_history(self, run_id: str, key: str):
         """Every point of one metric, following MLflow's page tokens, as a Series.
 
         Each page becomes compact columns before the next is fetched.
         """
         params = {"run_id": run_id, "metric_key": key, "max_results": self.history_page_size}
-        pages = self._pages("GET", f"{API}/metrics/get-history", "metrics", params)
+        pages = self._pages("GET", f"{API}/metrics/get-history", "metrics", params,
+                            shape=shapes.history_page)
         return history.concat(history.from_records(page) for page in pages)
 
-    def _pages(self, method, endpoint, items_key, request, *, limit=None, decline=()):
+    def _pages(self, method, endpoint, items_key, request, *, limit=None, decline=(), shape=None):
         """Yield each page's items, following ``next_page_token`` (until ``limit`` items)."""
         seen, token = 0, None
         while True:
@@ -292,53 +324,10 @@ class MlflowGateway:
             if limit is not None:
                 page["max_results"] = min(limit - seen, self.search_page_size)
             where = {"params": page} if method == "GET" else {"body": page}
-            data = self.call(method, endpoint, decline=decline, **where)
-            items = data.get(items_key, [])
+            data = self.call(method, endpoint, decline=decline, shape=shape, **where)
+            items = data.get(items_key) or []
             yield items
             seen += len(items)
             token = data.get("next_page_token")
             if not token or (limit is not None and seen >= limit):
                 return
-
-
-def _retry_after(response, default: float) -> float:
-    try:
-        return max(0.0, float(response.headers["Retry-After"]))
-    except (KeyError, ValueError):
-        return default
-
-
-def _as_user(target: MlflowTarget) -> str:
-    if not target.uses_auth:
-        return " (no username/password were sent)"
-    return f" of user '{target.username or ''}'"
-
-
-def _error_code(response):
-    try:
-        return parse_json(response.content).get("error_code")
-    except (ValueError, AttributeError):
-        return None
-
-
-def _mlflow_message(response) -> str:
-    try:
-        data = parse_json(response.content)
-        return str(data.get("message") or data.get("error_code") or data)[:500]
-    except (ValueError, AttributeError):
-        text = response.text.strip()
-        return (text[:200] or response.reason or "no body")
-
-
-def _root_cause(exc: BaseException) -> str:
-    while exc.__cause__ or exc.__context__:
-        exc = exc.__cause__ or exc.__context__
-    return str(exc) or type(exc).__name__
-
-
-def _tls_message(uri: str, exc) -> str:
-    cause = _root_cause(exc)
-    if "CERTIFICATE_VERIFY_FAILED" in str(exc) or "CERTIFICATE_VERIFY_FAILED" in cause:
-        return (f"TLS certificate of {uri} could not be verified (SSL: CERTIFICATE_VERIFY_FAILED: "
-                f"{cause}). For a self-signed certificate, send \"insecure_tls\": true.")
-    return f"TLS handshake with {uri} failed: {cause}"

@@ -10,6 +10,8 @@ from typing import NamedTuple
 import numpy as np
 import orjson
 
+from app import mlflow_shapes as shapes
+
 ENCODE_SLICE = 20_000  # points turned into dicts at a time while encoding
 
 
@@ -32,13 +34,36 @@ def finite_or_none(value):
     return number if math.isfinite(number) else None
 
 
-def from_records(records) -> Series:
-    """MLflow metric records ({step, value, timestamp, ...}) -> a Series, in their order."""
-    values = np.array([_float(r.get("value")) for r in records], dtype=np.float64)
-    values[~np.isfinite(values)] = np.nan
+def from_records(records, where="metrics") -> Series:
+    """MLflow metric records ({step, value, timestamp, ...}) -> a Series, in their order.
+
+    A record MLflow would not send (a step "abc", a value null) raises
+    ``mlflow_shapes.NotMlflow`` naming it (``where[i]``). The usual answer, numbers
+    only, is taken by numpy as it is (which reads a JSON true/false among numbers as
+    1/0: not worth a look at each of a million points); numbers written as strings
+    ("5", "NaN"), protobuf's JSON, are converted one by one.
+    """
+    if not records:
+        return Series(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float64))
+    try:
+        steps = np.array([r.get("step", 0) for r in records])
+        stamps = np.array([r.get("timestamp", 0) for r in records])
+        values = np.array([r.get("value") for r in records])
+    except (AttributeError, ValueError):  # a record that is not an object; lists of lists
+        pass
+    else:
+        if (steps.dtype == np.int64 and stamps.dtype == np.int64 and values.dtype.kind in "fi"
+                and steps.ndim == stamps.ndim == values.ndim == 1):
+            return Series(steps, stamps, _finite_or_nan(values.astype(np.float64, copy=False)))
+    shapes.points(records, where)  # raises, naming the record, unless all are numbers
     return Series(np.array([int(r.get("step", 0)) for r in records], dtype=np.int64),
                   np.array([int(r.get("timestamp", 0)) for r in records], dtype=np.int64),
-                  values)
+                  _finite_or_nan(np.array([float(r["value"]) for r in records], dtype=np.float64)))
+
+
+def _finite_or_nan(values):
+    values[~np.isfinite(values)] = np.nan
+    return values
 
 
 def concat(parts) -> Series:
@@ -185,10 +210,3 @@ def duration_seconds(start_ms, end_ms):
     if start_ms is None or end_ms is None:
         return None
     return (int(end_ms) - int(start_ms)) / 1000.0
-
-
-def _float(value):
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan

@@ -5,8 +5,10 @@ from flask_smorest import Blueprint
 
 from app import errors, schemas, service
 from app.gateway import Deadline, MlflowGateway
+from app.jsonio import StrictJsonParser
 
 blp = Blueprint("mlflow", __name__, description="Read MLflow experiments and runs as JSON")
+blp.ARGUMENTS_PARSER = StrictJsonParser()  # request bodies: strict orjson (app/jsonio.py)
 
 
 @blp.before_request
@@ -33,6 +35,7 @@ def gateway_for(args: dict) -> MlflowGateway:
 
 
 ERROR_MEANINGS = {
+    400: "Body is not valid JSON (the message has the position)",
     401: "MLflow rejected the credentials",
     403: "MLflow denied access to the experiment or run, or the operator's allowlist "
          "(ALLOWED_TRACKING_URIS) refused tracking_uri (then no connection is made)",
@@ -58,7 +61,7 @@ def documents_errors(*statuses):
 class Health(MethodView):
     @blp.arguments(schemas.ConnectionSchema)
     @blp.response(200, schemas.HealthSchema)
-    @documents_errors(403, 404, 415, 429)
+    @documents_errors(400, 403, 404, 415, 429)
     def post(self, args):
         """Check that MLflow answers with these credentials.
 
@@ -74,7 +77,7 @@ class Health(MethodView):
 class Experiments(MethodView):
     @blp.arguments(schemas.ConnectionSchema)
     @blp.response(200, schemas.ExperimentsSchema)
-    @documents_errors(401, 403, 404, 415, 429, 502, 504)
+    @documents_errors(400, 401, 403, 404, 415, 429, 502, 504)
     def post(self, args):
         """List all active experiments (every page of MLflow's search)."""
         return service.experiments(gateway_for(args))
@@ -90,7 +93,7 @@ class Runs(MethodView):
         "text/csv": {"schema": {
             "type": "string", "description": "With format csv or Accept: text/csv: a header "
             "row, then run_id, run_name, metric, step, value, timestamp rows, streamed"}}}}})
-    @documents_errors(401, 403, 404, 415, 429, 502, 504)
+    @documents_errors(400, 401, 403, 404, 415, 429, 502, 504)
     def post(self, args):
         """Runs with parameters, latest metrics and complete metric histories.
 

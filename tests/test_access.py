@@ -64,6 +64,17 @@ def test_allowed(allowed, uri):
     ("mlflow.internal", "http://169.254.169.254/latest/meta-data/"),
     ("mlflow.internal", "http://127.0.0.1:6379"),
     ("10.0.0.5", "http://10.0.0.05"),  # another spelling is not the allowed host
+    # control characters, raw or percent-encoded, are never stripped nor let through
+    ("https://mlflow.internal/mlflow", "https://mlflow.internal/mlflow\n"),
+    ("https://mlflow.internal/mlflow", "https://mlflow.internal/mlflow\r"),
+    ("https://mlflow.internal/mlflow", " https://mlflow.internal/mlflow"),
+    ("https://mlflow.internal/mlflow", "https://mlflow.internal/ml\tflow"),
+    ("https://mlflow.internal/mlflow", "https://mlflow.internal/mlflow/\x00"),
+    ("https://mlflow.internal/mlflow", "https://mlflow.internal/mlflow/%0A"),
+    ("https://mlflow.internal/mlflow", "https://mlflow.internal/mlflow/a%0d%0aHost:x"),
+    ("https://mlflow.internal/mlflow", "https://mlflow.internal/mlflow/%7F"),
+    ("https://mlflow.internal/mlflow", "https://mlflow.internal/mlflow/%C2%85"),  # C1 NEL
+    ("mlflow.internal", "http://mlflow.internal:0"),
 ])
 def test_refused(allowed, uri):
     assert not Allowlist(allowed).allows(uri)
@@ -112,6 +123,10 @@ def test_profiles_from_a_file(tmp_path):
     ('{"prod": {"username": "u", "password": "s3cret-pw"}}', "tracking_uri"),
     ('{"prod": {"tracking_uri": "https://u:s3cret-pw@h/"}}', "tracking_uri"),
     ('{"prod": {"tracking_uri": "file:///etc/passwd"}}', "tracking_uri"),
+    ('{"prod": {"tracking_uri": "https://h/mlflow\\n"}}', "tracking_uri"),
+    ('{"prod": {"tracking_uri": "https://h/ml\\tflow"}}', "tracking_uri"),
+    ('{"prod": {"tracking_uri": "https://h:99999"}}', "tracking_uri"),
+    ('{"prod": {"tracking_uri": "https://h:0/"}}', "tracking_uri"),
     ('{"prod": {"tracking_uri": "https://h", "insecure_tls": "no"}}', "insecure_tls"),
     ('{"prod": {"tracking_uri": "https://h", "password": 123}}', "password"),
     ('{"bad name!": {"tracking_uri": "https://h"}}', "names"),

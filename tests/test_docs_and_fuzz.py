@@ -27,7 +27,8 @@ def test_openapi_describes_the_contract(client):
     assert query["insecure_tls"]["default"] is True
 
 
-def test_docs_behind_a_path_prefix(client):
+def test_docs_behind_a_path_prefix():
+    client = create_app({"TESTING": True, "PROXY_FIX_HOPS": 1}).test_client()
     page = client.get("/docs", headers={"X-Forwarded-Prefix": "/mlflow-logs"}).get_data(as_text=True)
     assert "/mlflow-logs/openapi.json" in page
 

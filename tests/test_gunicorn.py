@@ -19,7 +19,7 @@ def gunicorn(redis_url):
     port = free_port()
     env = dict(os.environ, GUNICORN_BIND=f"127.0.0.1:{port}", GUNICORN_WORKERS="2",
                REDIS_URL=redis_url, SECRET_KEY="gunicorn-test-secret",
-               CACHE_KEY_PREFIX=f"gunicorn-test-{port}:")
+               CACHE_KEY_PREFIX=f"gunicorn-test-{port}:", PROXY_FIX_HOPS="1")
     proc = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "-c", "gunicorn.conf.py",
                              "wsgi:app"], cwd=ROOT, env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -50,3 +50,10 @@ def test_errors_and_docs_behind_a_prefix(gunicorn):
     assert response.status_code == 422 and response.json()["success"] is False
     page = requests.get(f"{gunicorn}/docs", headers={"X-Forwarded-Prefix": "/logs"}, timeout=5).text
     assert "/logs/openapi.json" in page
+
+
+def test_a_forwarded_prefix_is_only_ever_a_path(gunicorn):
+    for prefix in ("//evil.example", "/logs, //evil.example", "https://evil.example"):
+        page = requests.get(f"{gunicorn}/docs", headers={"X-Forwarded-Prefix": prefix},
+                            timeout=5).text
+        assert 'url: "/openapi.json"' in page and "evil" not in page

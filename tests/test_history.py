@@ -1,11 +1,13 @@
 """Unit tests of the pure history maths."""
 import math
+import re
 
 import orjson
 import pytest
 from hypothesis import given, strategies as st
 
 from app import history
+from app.mlflow_shapes import NotMlflow
 
 
 @pytest.mark.parametrize("raw, expected", [
@@ -91,3 +93,19 @@ def test_duration():
     assert history.duration_seconds(1000, 3_601_000) == 3600.0
     assert history.duration_seconds("1000", "2500") == 1.5
     assert history.duration_seconds(1000, None) is None
+
+
+@pytest.mark.parametrize("record, what", [
+    ({"step": "abc", "value": 1, "timestamp": 0}, "'metrics[1].step' is not a 64-bit integer"),
+    ({"step": 2**64, "value": 1, "timestamp": 0}, "'metrics[1].step' is not a 64-bit integer"),
+    ({"step": 1, "value": 1, "timestamp": 1.5}, "'metrics[1].timestamp' is not a 64-bit integer"),
+    ({"step": 1, "value": None, "timestamp": 0}, "'metrics[1].value' is not a number"),
+    ({"step": [1], "value": 1, "timestamp": 0}, "'metrics[1].step' is not a 64-bit integer"),
+    ({"step": 1, "value": [1.0], "timestamp": 0}, "'metrics[1].value' is not a number"),
+    ({"step": 1, "value": "abc", "timestamp": 0}, "'metrics[1].value' is not a number"),
+    ({"step": 1, "timestamp": 0}, "'metrics[1].value' is not a number"),
+    ([1, 2], "'metrics[1]' is not an object"),
+])
+def test_records_mlflow_would_not_send_are_named(record, what):
+    with pytest.raises(NotMlflow, match=re.escape(what)):
+        history.from_records([{"step": 0, "value": 1.0, "timestamp": 0}, record])

@@ -163,7 +163,15 @@ def test_redis_errors_counted_when_redis_is_down(cached_app, as_user, mlflow_ser
     assert deltas_by(before, after, "mlflow_logs_cache_errors_total", "operation") == {"get": 1}
 
 
-def test_access_log_line_has_every_field(client, as_user, mlflow_server, mlflow_calls, logs):
+@pytest.fixture
+def proxied_client(cached_app):
+    """The service behind one proxy (PROXY_FIX_HOPS=1), which sets X-Forwarded-For."""
+    return cached_app(PROXY_FIX_HOPS=1).test_client()
+
+
+def test_access_log_line_has_every_field(proxied_client, as_user, mlflow_server, mlflow_calls,
+                                         logs):
+    client = proxied_client
     body = as_user(run_id=mlflow_server.ids["runs"]["finished"])
     answer = client.post("/mlflow/runs", json=body, headers={
         "X-Request-ID": "dash-42.poll_7", "X-Forwarded-For": "10.1.2.3"})

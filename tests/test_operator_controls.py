@@ -68,6 +68,24 @@ def test_allowlist_tricky_uris_make_no_connection(uri, proxy, as_user, mlflow_ca
     assert proxy.count() == 0 and mlflow_calls == []
 
 
+@pytest.mark.parametrize("uri, status", [
+    ("http://127.0.0.1:{port}/mlflow\n", 422), ("http://127.0.0.1:{port}/mlflow\r\n", 422),
+    ("http://127.0.0.1:{port}/mlflow/\t", 422), ("http://127.0.0.1:{port}/ml\nflow", 422),
+    # percent-encoded control characters are valid URI text, but the allowlist refuses them
+    ("http://127.0.0.1:{port}/mlflow/%0A", 403), ("http://127.0.0.1:{port}/mlflow/x%0d%0a", 403),
+])
+def test_allowlist_control_characters_make_no_connection(uri, status, proxy, as_user,
+                                                         mlflow_calls):
+    port = proxy_port(proxy)
+    app = create_app({"TESTING": True, "ALLOWED_TRACKING_URIS": f"http://127.0.0.1:{port}/mlflow"})
+    response = app.test_client().post("/mlflow/experiments",
+                                      json=as_user(tracking_uri=uri.format(port=port)))
+    body = assert_error(response, status)
+    if status == 422:
+        assert set(body["errors"]) == {"tracking_uri"}
+    assert proxy.count() == 0 and mlflow_calls == []
+
+
 def test_allowlist_lets_the_allowed_server_through(proxy, as_user):
     app = create_app({"TESTING": True,
                       "ALLOWED_TRACKING_URIS": f"mlflow.example.invalid, 127.0.0.1:{proxy_port(proxy)}"})
@@ -278,8 +296,9 @@ def test_max_response_points_counts_across_runs(cached_app, as_user):
 # --- RATE_LIMIT ---------------------------------------------------------------------------
 
 def test_rate_limit_with_redis_storage(cached_app, redis_url, redis_prefix, mlflow_server, as_user):
-    worker = cached_app(RATE_LIMIT="3/hour").test_client()
-    other_worker = cached_app(RATE_LIMIT="3/hour").test_client()  # shares the counters in Redis
+    # behind one proxy (PROXY_FIX_HOPS=1): it tells the client's address in X-Forwarded-For
+    worker = cached_app(RATE_LIMIT="3/hour", PROXY_FIX_HOPS=1).test_client()
+    other_worker = cached_app(RATE_LIMIT="3/hour", PROXY_FIX_HOPS=1).test_client()  # shares the counters in Redis
     for _ in range(3):
         assert worker.post("/mlflow/experiments", json=as_user()).status_code == 200
     for client in (worker, other_worker):

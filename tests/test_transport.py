@@ -1,5 +1,6 @@
 """TLS, unreachable, slow and misbehaving MLflow servers: 502/504, never a 500 or a hang."""
 import http.server
+import json
 import socket
 import threading
 import time
@@ -95,6 +96,8 @@ class ScriptedHandler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    do_GET = do_POST
+
     def log_message(self, *args):
         pass
 
@@ -139,3 +142,88 @@ def test_upstream_misbehaviour_is_502(client, scripted, status, body, expected):
     response = client.post("/mlflow/experiments", json={"tracking_uri": mlflow.uri})
     assert response.status_code == 502
     assert expected in response.get_json()["message"]
+
+
+# --- other servers' bodies are never echoed --------------------------------------------------
+
+ROUTES = ["/health", "/mlflow/experiments", "/mlflow/runs"]
+SECRET = "internal-token-7f3a9"
+
+
+def error_of(response):
+    """The error text a caller sees: /health's ``error``, or the error body's message."""
+    body = response.get_json()
+    return body["error"] if response.request.path == "/health" else body["message"]
+
+
+@pytest.mark.parametrize("status, body", [
+    (404, f"<html><body>admin console, token {SECRET}</body></html>"),
+    (404, json.dumps({"detail": "no such route", "token": SECRET})),
+    (500, f"Traceback (most recent call last): ... password={SECRET}"),
+    (200, f"<html>login page {SECRET}</html>"),
+    (401, f"401 from the gateway in front ({SECRET})"),
+    (403, json.dumps({"reason": SECRET})),
+    (400, json.dumps([SECRET])),
+    (302, f"moved to http://{SECRET}.internal/"),
+    (503, f"upstream {SECRET} overloaded"),
+    (500, json.dumps({"error_code": 42, "message": {"nested": SECRET}})),  # not MLflow's types
+])
+@pytest.mark.parametrize("route", ROUTES)
+def test_another_servers_body_is_never_echoed(client, scripted, route, status, body):
+    mlflow = scripted(*[(status, body.encode())] * 3)  # 503 is retried twice
+    response = client.post(route, json={"tracking_uri": mlflow.uri, "http_timeout": 5})
+    assert response.status_code == (200 if route == "/health" else {401: 401, 403: 403}.get(status, 502))
+    assert SECRET not in response.get_data(as_text=True)
+    message = error_of(response)
+    if status in (401, 403):  # MLflow's auth answers these in text: nothing to say
+        assert message.startswith(("MLflow rejected the credentials", "MLflow denied access"))
+    elif status == 200:
+        assert "not JSON" in message
+    else:
+        assert f"answered {status} to /api/2.0/mlflow/" in message
+        assert message.endswith("with a body that is not an MLflow error.")
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_mlflows_own_error_message_is_shown(client, scripted, route):
+    body = {"error_code": "INTERNAL_ERROR", "message": "database is locked", "stack_trace": SECRET}
+    mlflow = scripted((500, json.dumps(body).encode()))
+    response = client.post(route, json={"tracking_uri": mlflow.uri, "http_timeout": 5})
+    message = error_of(response)
+    assert "database is locked" in message and "500" in message
+    assert SECRET not in response.get_data(as_text=True)
+
+
+def test_a_long_mlflow_message_is_cut(client, scripted):
+    mlflow = scripted((500, json.dumps({"error_code": "X", "message": "m" * 5000}).encode()))
+    response = client.post("/mlflow/experiments", json={"tracking_uri": mlflow.uri})
+    assert response.status_code == 502 and len(response.get_json()["message"]) < 1000
+
+
+@pytest.fixture
+def banner_server():
+    """A TCP service that is not HTTP: it sends a banner (holding a secret) and hangs up."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+
+    def serve():
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.sendall(f"SSH-2.0-OpenSSH_{SECRET}\r\n".encode())
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    sock.close()
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_a_non_http_services_banner_is_never_echoed(client, banner_server, route):
+    response = client.post(route, json={"tracking_uri": banner_server, "http_timeout": 5})
+    assert response.status_code == (200 if route == "/health" else 502)
+    assert SECRET not in response.get_data(as_text=True)
+    assert "Cannot reach MLflow" in error_of(response)

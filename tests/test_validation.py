@@ -1,5 +1,12 @@
 """Bad input: a 422 (or 400/415) naming the problem, never a 500; no MLflow needed."""
+from urllib.parse import urlsplit
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from app.access import Allowlist
+from app.uris import HTTP_URI, uri_problem
 
 GOOD = {"tracking_uri": "http://127.0.0.1:9", "username": "u", "password": "p"}
 
@@ -21,6 +28,28 @@ def test_only_http_tracking_uris(client, route, uri):
     response = client.post(route, json=dict(GOOD, tracking_uri=uri))
     assert response.status_code == 422
     assert "tracking_uri" in error_fields(response)
+
+
+@pytest.mark.parametrize("uri", [
+    "http://127.0.0.1:9/mlflow\n", "http://127.0.0.1:9\n", "http://127.0.0.1:9/mlflow\r",
+    "http://127.0.0.1:9/ml\tflow", "http://127.0.0.1:9/\x00", "http://127.0.0.1:9/\x7f",
+    "http://127.0.0.1:9/\x85", " http://127.0.0.1:9", "http://127.0.0.1:9/\u2028",
+])
+@pytest.mark.parametrize("route", ["/health", "/mlflow/experiments", "/mlflow/runs"])
+def test_control_characters_in_tracking_uri_are_422(client, route, uri, mlflow_calls):
+    response = client.post(route, json=dict(GOOD, tracking_uri=uri))
+    assert response.status_code == 422
+    assert "tracking_uri" in error_fields(response)
+    assert mlflow_calls == []
+
+
+@pytest.mark.parametrize("port", ["99999", "65536", "0", "00000"])
+@pytest.mark.parametrize("route", ["/health", "/mlflow/experiments", "/mlflow/runs"])
+def test_ports_out_of_range_are_422(client, route, port, mlflow_calls):
+    response = client.post(route, json=dict(GOOD, tracking_uri=f"http://127.0.0.1:{port}"))
+    assert response.status_code == 422
+    assert "1 to 65535" in error_fields(response)["tracking_uri"][0]
+    assert mlflow_calls == []
 
 
 @pytest.mark.parametrize("field, value", [
@@ -77,3 +106,80 @@ def test_oversized_body_is_413(app):
     response = app.test_client().post("/health", json=dict(GOOD, username="x" * 200))
     assert response.status_code == 413
     assert response.get_json()["success"] is False
+
+
+@given(st.from_regex(HTTP_URI, fullmatch=True))
+@settings(max_examples=300, deadline=None)
+def test_every_uri_the_published_pattern_allows_is_accepted(uri):
+    """Clients and fuzzers read the pattern: what it allows must never be a 422 (nor crash
+    urlsplit, whose port and bracketed host checks raise ValueError)."""
+    assert uri_problem(uri) is None
+    port = urlsplit(uri).port
+    assert port is None or 1 <= port <= 65535
+    Allowlist("mlflow.internal").allows(uri)
+
+
+@pytest.mark.parametrize("uri", ["http://[1]", "http://[1.2.3.4]", "http://[:]", "http://[::1]:0",
+                                 "http://[::1::2]", "http://[1:2:3:4:5:6:7:8:9]"])
+def test_bracketed_hosts_must_be_ipv6_addresses(client, uri):
+    response = client.post("/mlflow/runs", json=dict(GOOD, tracking_uri=uri))
+    assert response.status_code == 422 and "tracking_uri" in error_fields(response)
+
+
+# --- JSON that is malformed, or valid JSON holding what no field can take ---------------------
+
+ROUTES = ["/health", "/mlflow/experiments", "/mlflow/runs"]
+URI = '"tracking_uri": "http://127.0.0.1:9"'
+
+
+def post_raw(client, route, body: bytes):
+    return client.post(route, data=body, content_type="application/json")
+
+
+@pytest.mark.parametrize("body", [
+    b"{" + URI.encode() + b', "limit": ' + b"[" * 2000 + b"]" * 2000 + b"}",  # nested 2,000 deep
+    b"[" * 100_000,
+    b"{" + URI.encode() + b', "limit": ' + b"9" * 5000 + b"}",               # 5,000 digits
+    b"{" + URI.encode() + b', "x": -' + b"1" * 4301 + b"}",
+    b"{" + URI.encode() + b', "http_timeout": NaN}',                          # not JSON
+    b"{" + URI.encode() + b', "http_timeout": Infinity}',
+    b"{" + URI.encode() + b', "username": "\xff\xfe"}',                       # not UTF-8
+    b"{" + URI.encode() + b', "username": "\xed\xa0\x80"}',                   # an encoded surrogate
+    b"{" + URI.encode() + b",}", b"{not json", b"\x00",
+])
+@pytest.mark.parametrize("route", ROUTES)
+def test_malformed_json_is_400_with_its_position(client, route, body, mlflow_calls):
+    response = post_raw(client, route, body)
+    assert response.status_code == 400, response.get_data()
+    assert error_fields(response) == {}
+    message = response.get_json()["message"]
+    assert message.startswith("Malformed JSON") and "char " in message
+    assert mlflow_calls == []
+
+
+@pytest.mark.parametrize("body, field", [
+    ('{%s, "username": "\\ud800", "password": "p"}' % URI, "username"),
+    ('{%s, "username": "u", "password": "x\\udfffy"}' % URI, "password"),
+    ('{%s, "run_ids": ["a", "\\udc00"]}' % URI, "run_ids"),
+    ('{%s, "order_by": ["\\ud83d"], "limit": 1}' % URI, "order_by"),
+    ('{"tracking_uri": "http://127.0.0.1:9/\\ud800"}', "tracking_uri"),
+    ('{%s, "\\ud800": 1}' % URI, "\\ud800"),
+])
+@pytest.mark.parametrize("route", ROUTES)
+def test_a_lone_surrogate_is_422_naming_its_field(client, route, body, field, mlflow_calls):
+    response = post_raw(client, route, body.encode())
+    assert response.status_code == 422, response.get_data()
+    assert field in error_fields(response)
+    assert "surrogate" in response.get_json()["message"]
+    assert mlflow_calls == []
+
+
+@pytest.mark.parametrize("field, digits", [("limit", 20), ("since_step", 25),
+                                           ("max_points", 4000), ("since_timestamp", 300),
+                                           ("limit", 400), ("http_timeout", 4300)])
+def test_an_integer_too_large_for_its_field_is_422_naming_it(client, field, digits, mlflow_calls):
+    response = post_raw(client, "/mlflow/runs",
+                        ('{%s, "%s": %s}' % (URI, field, "9" * digits)).encode())
+    assert response.status_code == 422, response.get_data()
+    assert field in error_fields(response)
+    assert mlflow_calls == []
