@@ -11,12 +11,17 @@ quotes or newlines.
 """
 import csv
 import io
+import json
 import math
 from itertools import repeat
 
 COLUMNS = ("run_id", "run_name", "metric", "step", "value", "timestamp")
 ROWS_PER_CHUNK = 20_000
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# What the JSON answer lists beside the runs goes into JSON headers, bounded: reverse
+# proxies refuse a response whose headers exceed a buffer (nginx: 4-8 KB for them all).
+HEADER_ENTRIES = 20
+HEADER_BYTES = 1536  # per list header; keys and run ids may be long, and \u-escaped
 
 
 def csv_chunks(runs, histories: dict, view):
@@ -45,3 +50,15 @@ def _rows(rows) -> bytes:
     text = io.StringIO()
     csv.writer(text).writerows(rows)  # floats as repr: they read back exactly
     return text.getvalue().encode()
+
+
+def header_list(items) -> str:
+    """ASCII JSON of the first ``items`` (whole entries: at most HEADER_ENTRIES, in at
+    most HEADER_BYTES); a ``-Count`` header beside it has the total."""
+    kept, size = [], len("[]")
+    for item in items[:HEADER_ENTRIES]:
+        size += len(json.dumps(item)) + (len(", ") if kept else 0)
+        if size > HEADER_BYTES:
+            break
+        kept.append(item)
+    return json.dumps(kept)

@@ -65,3 +65,54 @@ def test_csv_neutralises_formula_cells_and_keeps_numbers(client, mlflow_scratch_
     # no cell of the file starts with a character a spreadsheet would execute
     text_cells = [cell for row in rows for cell in row[:3]]
     assert not [cell for cell in text_cells if cell[:1] in ("=", "+", "-", "@", "\t", "\r")]
+
+
+# --- response headers (item 11) ---------------------------------------------------
+
+HEADER_BYTES = 1536  # app.export.HEADER_BYTES: each list header's budget
+
+
+def post_csv(client, body):
+    """Sent as UTF-8 (the test client's default would \\u-escape it past MAX_CONTENT_LENGTH)."""
+    return client.post("/mlflow/runs", data=json.dumps(body, ensure_ascii=False).encode(),
+                       content_type="application/json")
+
+
+def test_unknown_metric_keys_header_is_bounded(client, as_user, mlflow_server):
+    # 999 unknown keys of 250 characters (and one known), \u-escaped: 1.5 MB uncapped
+    keys = [f"ключ-{i:04d}-" + "é" * 240 for i in range(999)]
+    response = post_csv(client, as_user(run_id=mlflow_server.ids["runs"]["finished"],
+                                        metric_keys=["train_loss", *keys], format="csv"))
+    rows = csv_rows(response)
+    assert len(rows) == 1 + len(seed.FINISHED_METRICS["train_loss"])
+    header = response.headers["X-Unknown-Metric-Keys"]
+    assert len(header.encode()) <= HEADER_BYTES
+    assert header.isascii()
+    shown = json.loads(header)
+    assert shown == keys[:len(shown)]  # whole entries, in the order asked
+    assert response.headers["X-Unknown-Metric-Keys-Count"] == "999"
+    # short keys: up to 20 of them, as X-Run-Errors
+    short = [f"k{i}" for i in range(30)]
+    response = post_csv(client, as_user(run_id=mlflow_server.ids["runs"]["finished"],
+                                        metric_keys=short, format="csv"))
+    assert json.loads(response.headers["X-Unknown-Metric-Keys"]) == short[:20]
+    assert response.headers["X-Unknown-Metric-Keys-Count"] == "30"
+    # the JSON answer keeps the full list
+    payload = post_csv(client, as_user(run_id=mlflow_server.ids["runs"]["finished"],
+                                       metric_keys=keys[:50], include_metric_history=False))
+    assert payload.get_json()["unknown_metric_keys"] == keys[:50]
+
+
+def test_run_errors_header_is_bounded(client, as_user, mlflow_server):
+    finished = mlflow_server.ids["runs"]["finished"]
+    bogus = ([f"ид-{i:02d}-" + "ü" * 94 for i in range(15)]        # not MLflow ids at all
+             + [f"{i:02d}" + "f" * 98 for i in range(15)])          # plausible but unknown
+    response = post_csv(client, as_user(run_ids=[finished, *bogus], metric_keys=["val/acc"],
+                                        format="csv"))
+    assert {row[0] for row in csv_rows(response)[1:]} == {finished}
+    header = response.headers["X-Run-Errors"]
+    assert len(header.encode()) <= HEADER_BYTES and header.isascii()
+    shown = json.loads(header)
+    assert shown and [e["run_id"] for e in shown] == bogus[:len(shown)]
+    assert {e["code"] for e in shown} == {404}
+    assert response.headers["X-Run-Errors-Count"] == "30"
