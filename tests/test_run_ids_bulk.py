@@ -1,6 +1,6 @@
-"""Issue 10, item 12: many ``run_ids`` cost MLflow a few run searches, not a call per run.
-Real basic-auth MLflow (the scratch server, with a few hundred runs written straight into
-its store) behind a counting proxy."""
+"""Issue 10, item 12: many ``run_ids`` cost MLflow a few run searches, not a call per run,
+and RATE_LIMIT counts such a request by its size. Real basic-auth MLflow (the scratch
+server, with a few hundred runs written straight into its store) behind a counting proxy."""
 import math
 import os
 import time
@@ -109,3 +109,24 @@ def test_filter_status_and_order_apply_to_many_run_ids(client, body, proxy, many
                                   include_metric_history=False))
     assert none["runs"] == [] and len(none["run_errors"]) == 150
 
+
+def test_rate_limit_counts_a_request_by_the_runs_it_may_select(cached_app, body, many_runs):
+    experiment_id, run_ids = many_runs
+    client = cached_app(RATE_LIMIT="10/hour").test_client()
+    cheap = body(run_ids=run_ids[:3], include_metric_history=False)
+    costly = body(run_ids=run_ids[:250], include_metric_history=False)  # 3 units
+    for request in (costly, costly, costly, cheap):   # 3 + 3 + 3 + 1
+        assert client.post("/mlflow/runs", json=request).status_code == 200
+    assert client.post("/mlflow/runs", json=cheap).status_code == 429   # one request each: 5
+    # a request larger than the whole budget still gets through an unused one
+    tiny = cached_app(RATE_LIMIT="2/hour").test_client()
+    elsewhere = {"X-Forwarded-For": "10.9.8.7"}
+    assert tiny.post("/mlflow/runs", json=costly, headers=elsewhere).status_code == 200
+    assert tiny.post("/mlflow/runs", json=cheap, headers=elsewhere).status_code == 429
+    # so does a limit
+    newest = body(experiment_id=experiment_id, limit=MANY, include_metric_history=False)
+    third = {"X-Forwarded-For": "10.9.8.6"}
+    assert client.post("/mlflow/runs", json=newest, headers=third).status_code == 200  # 3
+    for _ in range(7):
+        assert client.post("/mlflow/runs", json=cheap, headers=third).status_code == 200
+    assert client.post("/mlflow/runs", json=cheap, headers=third).status_code == 429
