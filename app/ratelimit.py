@@ -8,7 +8,12 @@ Counters live in the cache's Redis (``REDIS_URL``, Sentinel or Cluster), so ever
 and host shares them; without Redis, in each process's memory. When Redis fails, each
 process counts in memory until Redis answers again (flask-limiter's in-memory fallback):
 a dead Redis never turns requests into 500s.
+
+A /mlflow/runs request counts one per RUNS_PER_UNIT runs it may select (``run_ids``, else
+``limit``): a thousand runs cost MLflow and the worker more than ten. Never more than the
+smallest limit, so that no request is refused for good.
 """
+import math
 import time
 
 import limits
@@ -19,6 +24,8 @@ from flask_limiter.util import get_remote_address
 from app.errors import error_payload
 
 LIMITED_BLUEPRINTS = {"mlflow"}  # app/routes.py
+RUNS_ENDPOINT = "mlflow.Runs"
+RUNS_PER_UNIT = 100
 
 
 def init_app(app):
@@ -36,7 +43,7 @@ def init_app(app):
     limiter = Limiter(
         get_remote_address,
         app=app,
-        application_limits=[ApplicationLimit(rate, exempt_when=_not_limited,
+        application_limits=[ApplicationLimit(rate, exempt_when=_not_limited, cost=_cost(rate),
                                              error_message=_message(rate))],
         storage_uri=uri, storage_options=options,
         # No X-RateLimit-* headers: they cost a storage round trip on every response.
@@ -78,6 +85,25 @@ def storage(config) -> tuple[str, dict]:
         hosts = ",".join(h.strip() for h in config["REDIS_CLUSTER"].split(","))
         return f"redis+cluster://{hosts}", options
     return config["REDIS_URL"], options
+
+
+def _cost(rate):
+    """The cost of a request: its units, at most the smallest limit's amount."""
+    most = min(item.amount for item in limits.parse_many(rate))
+    return lambda: min(most, _units())
+
+
+def _units() -> int:
+    """One per RUNS_PER_UNIT runs a /mlflow/runs request may select; one for any other."""
+    body = request.get_json(silent=True) if request.endpoint == RUNS_ENDPOINT else None
+    if not isinstance(body, dict):
+        return 1
+    limit, run_ids = body.get("limit"), body.get("run_ids")
+    runs = limit if isinstance(limit, int) and not isinstance(limit, bool) else 1
+    if isinstance(run_ids, list) and run_ids:
+        runs = min(runs, len(run_ids)) if "limit" in body else len(run_ids)
+    runs = min(runs, current_app.config["MAX_RUNS_LIMIT"])  # more is refused anyway
+    return max(1, math.ceil(runs / RUNS_PER_UNIT))
 
 
 def _not_limited() -> bool:

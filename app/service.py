@@ -1,5 +1,4 @@
 """What each route does, in terms of the MLflow gateway, the run cache and the history maths."""
-import json
 import time
 from dataclasses import dataclass
 
@@ -103,18 +102,17 @@ def _cache_state(gateway, listed_from_cache, hits):
     return "PARTIAL" if listed_from_cache or hits else "MISS"
 
 
-HEADER_ERRORS = 20  # reverse proxies refuse large response headers (nginx: 4-8 KB in all)
-
-
 def _csv_headers(listing, view):
-    """What the JSON answer would report beside the rows (ASCII-safe JSON)."""
+    """What the JSON answer would report beside the rows (ASCII-safe JSON, bounded)."""
     headers = {"Content-Disposition": 'attachment; filename="mlflow-runs.csv"'}
     if view.metric_keys:
-        headers["X-Unknown-Metric-Keys"] = json.dumps(view.unknown_keys(listing["runs"]))
+        unknown = view.unknown_keys(listing["runs"])
+        headers["X-Unknown-Metric-Keys-Count"] = str(len(unknown))
+        headers["X-Unknown-Metric-Keys"] = export.header_list(unknown)
     if "errors" in listing:
         headers["X-Run-Errors-Count"] = str(len(listing["errors"]))
-        headers["X-Run-Errors"] = json.dumps(
-            [{"run_id": e["run_id"], "code": e["code"]} for e in listing["errors"][:HEADER_ERRORS]])
+        headers["X-Run-Errors"] = export.header_list(
+            [{"run_id": e["run_id"], "code": e["code"]} for e in listing["errors"]])
     return headers
 
 
