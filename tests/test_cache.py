@@ -83,7 +83,7 @@ def test_running_run_is_fetched_fresh_and_cached_once_finished(cached_app, body,
     experiment_id = admin_client.create_experiment(f"live-{os.getpid()}-{time.time_ns()}")
     run_id = admin_client.create_run(experiment_id).info.run_id
     admin_client.log_metric(run_id, "loss", 1.0, step=0)
-    client = cached_app().test_client()
+    client = cached_app(RUN_LIST_TTL=1).test_client()
 
     def history():
         payload = poll(client, body(run_id=run_id)).get_json()

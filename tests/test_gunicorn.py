@@ -15,20 +15,27 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def gunicorn(redis_url):
+def gunicorn(redis_url, tmp_path_factory):
     port = free_port()
+    log = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
     env = dict(os.environ, GUNICORN_BIND=f"127.0.0.1:{port}", GUNICORN_WORKERS="2",
                REDIS_URL=redis_url, SECRET_KEY="gunicorn-test-secret",
                CACHE_KEY_PREFIX=f"gunicorn-test-{port}:", PROXY_FIX_HOPS="1")
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "-c", "gunicorn.conf.py",
-                             "wsgi:app"], cwd=ROOT, env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    with open(log, "wb") as out:  # a file, not a pipe nobody reads (it would fill and block)
+        proc = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "-c",
+                                 "gunicorn.conf.py", "wsgi:app"], cwd=ROOT, env=env,
+                                start_new_session=True, stdout=out, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
-    for _ in range(100):
+    deadline = time.monotonic() + 60  # a busy machine boots workers slowly
+    while True:
         try:
             requests.post(f"{base}/health", json={}, timeout=1)
             break
         except requests.RequestException:  # a worker still booting may time out the read
+            if proc.poll() is not None or time.monotonic() > deadline:
+                os.killpg(proc.pid, signal.SIGKILL)
+                raise RuntimeError(f"gunicorn did not answer at {base}: "
+                                   f"{log.read_text(errors='replace')[-4000:]}") from None
             time.sleep(0.1)
     yield base
     os.killpg(proc.pid, signal.SIGTERM)

@@ -317,7 +317,9 @@ def test_rate_limit_with_redis_storage(cached_app, redis_url, redis_prefix, mlfl
 
 def test_rate_limit_off_by_default(client, mlflow_server, as_user):
     for _ in range(5):
-        assert client.post("/health", json={"tracking_uri": "http://127.0.0.1:9"}).status_code == 200
+        response = client.post("/health", json={"tracking_uri": "http://127.0.0.1:9"})
+        assert response.status_code == 200  # answered, not limited
+        assert response.get_json()["status"] == "unhealthy" and response.get_json()["error_code"] == 502
 
 
 def test_rate_limit_survives_redis_going_away(mlflow_server, as_user):
@@ -346,6 +348,7 @@ def test_probes_without_redis(client, mlflow_calls):
     assert mlflow_calls == []
 
 
+@pytest.mark.server
 def test_readyz_follows_redis():
     with RedisServer() as private:
         app = create_app({"TESTING": True, "REDIS_URL": private.url, "SECRET_KEY": "k",

@@ -180,7 +180,9 @@ def test_wrong_password_is_401(client, as_user):
 
 
 def test_no_credentials_on_auth_server_is_401(client, mlflow_server):
-    post_runs(client, {"tracking_uri": mlflow_server.uri, "experiment_name": "shared-exp"}, status=401)
+    body = post_runs(client, {"tracking_uri": mlflow_server.uri, "experiment_name": "shared-exp"},
+                     status=401)
+    assert body["code"] == 401 and "no username/password were sent" in body["message"]
 
 
 @pytest.mark.parametrize("selector", [

@@ -64,7 +64,9 @@ def test_timeout_is_504_within_budget(client, silent_server, route):
     started = time.monotonic()
     response = client.post(route, json={"tracking_uri": silent_server, "http_timeout": 1})
     assert response.status_code == 504
-    assert time.monotonic() - started < 2
+    # Not before the budget is spent; the silent server never answers, so without the
+    # deadline this would hang (the upper bound is a hang guard with room for a busy CI).
+    assert 1 <= time.monotonic() - started < 1 + 10
     assert "http_timeout" in response.get_json()["message"]
 
 

@@ -81,6 +81,7 @@ def test_missing_tracking_uri(client):
 def test_non_object_body(client):
     response = client.post("/mlflow/runs", json=[GOOD])
     assert response.status_code == 422
+    assert error_fields(response) == {"_schema": ["Invalid input type."]}
 
 
 def test_malformed_json_is_400(client):
