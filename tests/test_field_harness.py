@@ -28,6 +28,8 @@ from tests.support.service_image import (REDIS_TAG, SERVICE_TAG, ComposeStack, S
                                          build_service_image, compose_available,
                                          ensure_redis_image)
 
+pytestmark = pytest.mark.server  # every test here starts real infrastructure
+
 APP_UID = "10001"   # the Dockerfile's `useradd --uid`
 
 
