@@ -217,6 +217,8 @@ class RunCache:
         if current and not renew:
             return current
         token = secrets.token_hex(8)
+        if self.run_ttl <= 0:  # nothing is cached, nothing to retire
+            return token
         self.store.set_many({self.generation_key(uri, run["info"]["run_id"]):
                              {"fingerprint": fingerprint(run), "token": token}}, self.ttl_for(run))
         return token

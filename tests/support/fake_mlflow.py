@@ -1,8 +1,8 @@
 """A fake upstream that answers like a tiny MLflow, except where a test scripts otherwise.
 
 It plays a server that is *not* behaving like MLflow: a test sets ``answers[path]`` to the
-(status, body) to send for that path (query string ignored), and every other path gets a
-valid MLflow answer from a small world of one experiment and three runs.
+(status, body) or (status, body, headers) to send for that path (query string ignored), and
+every other path gets a valid MLflow answer from a small world of one experiment and three runs.
 """
 import http.server
 import json
@@ -64,12 +64,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         parts = urlsplit(self.path)
         self.server.paths.append(parts.path)
+        headers = {}
         if parts.path in self.server.answers:
-            status, body = self.server.answers[parts.path]
+            status, body, *more = self.server.answers[parts.path]
+            headers = more[0] if more else {}
         else:
             found = valid_answer(parts.path, parse_qs(parts.query))
             status, body = (200, json.dumps(found).encode()) if found else (404, b"")
         self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
