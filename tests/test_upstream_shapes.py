@@ -38,7 +38,7 @@ READERS = {
     f"{API}/runs/search": [("/mlflow/runs", {"experiment_id": "1"}), ("/mlflow/runs", {})],
     f"{API}/runs/get": [("/mlflow/runs", {"run_id": "r1"}),
                         # run_ids are found by a run search; one it did not return is looked up
-                        ("/mlflow/runs", {"run_ids": ["r1", "r9"]})],
+                        ("/mlflow/runs", {"run_ids": ["r1", "live"]})],
     f"{API}/metrics/get-history": [("/mlflow/runs", {"run_id": "r1"})],
     f"{AJAX}/metrics/get-history-bulk": [("/mlflow/runs", {"experiment_id": "1"})],
     f"{AJAX}/metrics/get-history-bulk-interval": [("/mlflow/runs", {"run_id": "live",
