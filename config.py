@@ -32,7 +32,7 @@ class Config:
     # Requests per client address to the MLflow routes, e.g. "120/minute" (unset = off).
     RATE_LIMIT = os.environ.get("RATE_LIMIT") or None
 
-    # Operators' controls (README "Operating it"); parsed and checked by app/access.py at start-up.
+    # Operators' controls (docs/operating.md); parsed and checked by app/access.py at start-up.
     # Comma-separated URI prefixes or hosts a caller's tracking_uri must match (unset = any).
     ALLOWED_TRACKING_URIS = os.environ.get("ALLOWED_TRACKING_URIS") or None
     # Named MLflow servers with their credentials: JSON, or a file holding that JSON.
@@ -45,7 +45,7 @@ class Config:
     MLFLOW_HISTORY_PAGE_SIZE = _int("MLFLOW_HISTORY_PAGE_SIZE", 25000)
     MLFLOW_SEARCH_PAGE_SIZE = _int("MLFLOW_SEARCH_PAGE_SIZE", 1000)
 
-    # Cache (README "The cache"). REDIS_URL unset -> an in-process cache per worker.
+    # Cache (docs/cache.md). REDIS_URL unset -> an in-process cache per worker.
     REDIS_URL = os.environ.get("REDIS_URL")
     REDIS_SENTINELS = os.environ.get("REDIS_SENTINELS")          # "host:port,host:port"
     REDIS_SENTINEL_MASTER = os.environ.get("REDIS_SENTINEL_MASTER", "mymaster")
@@ -70,7 +70,7 @@ class Config:
     # Keys the MACs of cached grants and entries; must be the same on every worker and host.
     SECRET_KEY = os.environ.get("SECRET_KEY")
 
-    # Observability (README "Operating it"): GET /metrics and the JSON access log on stdout
+    # Observability (docs/operating.md): GET /metrics and the JSON access log on stdout
     METRICS_ENABLED = os.environ.get("METRICS_ENABLED", "true").lower() not in ("0", "false", "no", "off")
     ACCESS_LOG = os.environ.get("ACCESS_LOG", "true").lower() not in ("0", "false", "no", "off")
 

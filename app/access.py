@@ -262,6 +262,7 @@ def init_app(app):
     access = app.extensions["access"] = Access(app.config)
     if not access.allowlist.enabled:
         log.warning("ALLOWED_TRACKING_URIS is not set: callers can make this service connect "
-                    "to any http(s) address it can reach (README: Allowlist of MLflow servers)")
+                    "to any http(s) address it can reach "
+                    "(docs/operating.md: Allowlist of MLflow servers)")
     if access.profiles:
         log.info("connection profiles: %s", ", ".join(sorted(access.profiles)))

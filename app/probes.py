@@ -1,7 +1,8 @@
 """Probes for the reverse proxy and the orchestrator: GET /healthz and GET /readyz.
 
 Neither calls MLflow (whose health is per caller: POST /health), and neither is rate
-limited. They are not in the OpenAPI spec: they are for machines, and README documents them.
+limited. They are not in the OpenAPI spec: they are for machines, and docs/operating.md
+documents them.
 """
 from flask import Blueprint, current_app
 
