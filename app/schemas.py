@@ -7,12 +7,12 @@ such as ``experiment_nme`` is a 422 naming it rather than silently ignored.
 import marshmallow as ma
 from marshmallow import fields, validate
 
+from app.access.connection import Connection
+from app.access.profiles import PROFILE_NAME
+from app.runs.query import RUN_STATUSES, RunsQuery, RunsRequest
 from app.uris import http_uri
 from config import Config
 
-
-# Names of operator-configured connection profiles (MLFLOW_PROFILES).
-PROFILE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 # Fields a connection profile sets; a request naming a profile may not send them.
 PROFILE_REPLACES = ("tracking_uri", "username", "password", "insecure_tls")
 
@@ -35,7 +35,6 @@ class StrictFloat(fields.Float):
         return super()._deserialize(value, attr, data, **kwargs)
 
 
-RUN_STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
 MIN_MAX_POINTS = 10  # room for the first and last point and a few buckets' extremes
 
 
@@ -80,6 +79,10 @@ class ConnectionSchema(ma.Schema):
         if clashing:
             raise ma.ValidationError({f: ["Not allowed with profile: the profile sets it."]
                                       for f in clashing})
+
+    @ma.post_load(pass_original=True)
+    def typed(self, data, original, **kwargs):
+        return Connection.of(data)
 
 
 def document_connection_rule(spec):
@@ -163,12 +166,8 @@ class RunsQuerySchema(ConnectionSchema):
                                  "`Accept: text/csv`. Default json"})
 
     @ma.post_load(pass_original=True)
-    def every_listed_run(self, data, original, **kwargs):
-        # The default limit (10) must not cut a list of runs the caller wrote out;
-        # a limit sent with run_ids applies.
-        if data.get("run_ids") and "limit" not in original:
-            data["limit"] = len(data["run_ids"])
-        return data
+    def typed(self, data, original, **kwargs):
+        return RunsRequest(Connection.of(data), RunsQuery.of(data, set(original)))
 
 
 # --- responses --------------------------------------------------------------
