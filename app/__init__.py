@@ -24,7 +24,8 @@ def create_app(config=None) -> Flask:
     forwarded.trust_proxies(app)  # PROXY_FIX_HOPS
     observability.init_app(app)
     register_extensions(app)
-    register_blueprints(app)
+    with app.app_context():  # the spec is made here, with this app's limits (app/fields.py)
+        register_blueprints(app)
     errors.register_errorhandlers(app)
     return app
 
