@@ -6,7 +6,7 @@ from flask_smorest import Blueprint
 from app import errors, overview, schemas
 from app.context import open_context
 from app.jsonio import StrictJsonParser
-from app.runs import assembly
+from app.runs import assembly, etag
 
 blp = Blueprint("mlflow", __name__, description="Read MLflow experiments and runs as JSON")
 blp.ARGUMENTS_PARSER = StrictJsonParser()  # request bodies: strict orjson (app/jsonio.py)
@@ -103,8 +103,16 @@ class Runs(MethodView):
 
 
 def respond(answer, as_csv):
-    """The streamed response for a runs answer (its body is written piece by piece)."""
+    """The streamed response for a runs answer (its body is written piece by piece), or
+    a 304 to a GET whose If-None-Match names the answer's ETag (app/runs/etag.py)."""
     headers = {"X-Cache": answer.cache, **(answer.headers or {})}
+    if answer.etag:
+        headers["ETag"] = f'"{answer.etag}"'
+        if request.method in ("GET", "HEAD") and etag.matches(request.if_none_match, answer.etag):
+            close = getattr(answer.chunks, "close", None)
+            if close:  # a CSV generator that will not be written
+                close()
+            return current_app.response_class(status=304, headers=headers)
     if as_csv:  # streamed: rows are written while the client reads them
         return current_app.response_class(iter(answer), mimetype="text/csv", headers=headers)
     # Pre-encoded JSON (cached runs are written as stored bytes): no marshmallow dump.

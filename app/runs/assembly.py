@@ -11,6 +11,7 @@ from app.cache.flight import SingleFlight
 from app.cache.freshness import fingerprint, terminal
 from app.mlflow.histories import fetch_histories
 from app.runs import encoding, export
+from app.runs.etag import etag_of
 from app.runs.columns import MetricColumns
 from app.runs.listing import listing
 from app.runs.query import RunsQuery
@@ -22,18 +23,26 @@ def runs(ctx, query: RunsQuery, *, as_csv: bool = False) -> encoding.RunsAnswer:
     selected, view = found["runs"], query.view
     if as_csv or view.selects:
         # without histories (include_metric_history false) a CSV is its header only
-        histories, hits = (MetricColumns(ctx, view).collect(selected)
+        columns = MetricColumns(ctx, view)
+        histories, hits = (columns.collect(selected)
                            if query.include_metric_history else (None, 0))
         ctx.budget.spend(sum(view.shown_size(series) for series in (histories or {}).values()))
         state = _cache_state(ctx, listed_from_cache, hits)
+        etag = etag_of(query, found, columns.generations, as_csv=as_csv)
         if as_csv:
-            return encoding.RunsAnswer(export.csv_chunks(selected, histories, view), None,
-                                       state, encoding.csv_headers(found, view))
+            answer = encoding.RunsAnswer(export.csv_chunks(selected, histories, view), None,
+                                         state, encoding.csv_headers(found, view))
+            answer.etag = etag
+            return answer
         pieces = [encoding.run_json(run, histories, view) for run in selected]
     else:
-        pieces, hits = WholeRuns(ctx).build(selected, query.include_metric_history)
+        whole = WholeRuns(ctx)
+        pieces, hits = whole.build(selected, query.include_metric_history)
         state = _cache_state(ctx, listed_from_cache, hits)
-    return encoding.json_answer(found, pieces, view, state)
+        etag = etag_of(query, found, whole.generations, as_csv=False)
+    answer = encoding.json_answer(found, pieces, view, state)
+    answer.etag = etag
+    return answer
 
 
 def _cache_state(ctx, listed_from_cache, hits):
@@ -120,6 +129,7 @@ class WholeRuns:
         header = {"status": run["info"]["status"], "fingerprint": fingerprint(run),
                   "experiment_id": run["info"]["experiment_id"], "histories": piece[1],
                   "points": points, "generation": generation}
+        self.generations[_id(run)] = generation
         ttl = self.cache.ttl_for(run)
         self.cache.set_entry(self._key(run), header, piece[0], ttl)
         self.cache.local.put(self._key(run), header, piece[0], ttl=ttl)

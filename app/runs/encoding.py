@@ -21,6 +21,7 @@ class RunsAnswer:
     length: int     # None when streamed (CSV)
     cache: str      # HIT (MLflow not asked), MISS (nothing from cache) or PARTIAL
     headers: dict = None
+    etag: str = None  # app/runs/etag.py; None when the answer has none
 
     def __iter__(self):
         """The body for the WSGI server, which writes bytes: a cached run (a view of
