@@ -39,6 +39,13 @@ class Config:
     MLFLOW_PROFILES = os.environ.get("MLFLOW_PROFILES") or None
     MLFLOW_PROFILES_FILE = os.environ.get("MLFLOW_PROFILES_FILE") or None
 
+    # Browsers on other origins (docs/operating.md): comma-separated exact origins, or "*"
+    # (then without credentials); unset = no CORS headers, browsers refuse other origins.
+    CORS_ALLOWED_ORIGINS = os.environ.get("CORS_ALLOWED_ORIGINS") or None
+    CORS_MAX_AGE = _int("CORS_MAX_AGE", 600)  # seconds a browser may reuse a preflight
+    # gzip/zstd answers for clients that accept them (off: a proxy in front compresses)
+    COMPRESSION = os.environ.get("COMPRESSION", "true").lower() not in ("0", "false", "no", "off")
+
     # Talking to MLflow
     MLFLOW_CONCURRENCY = _int("MLFLOW_CONCURRENCY", 8)  # parallel calls per request
     MLFLOW_MAX_RETRIES = _int("MLFLOW_MAX_RETRIES", 2)  # for 429/503, within http_timeout

@@ -5,7 +5,8 @@ from pathlib import Path
 import swagger_ui_bundle
 from flask import Flask, send_from_directory
 
-from app import access, forwarded, observability, probes, ratelimit, routes, schemas
+from app import (access, cors, delivery, forwarded, observability, probes, ratelimit, routes,
+                 schemas)
 from app.extensions import api, init_cache
 from app.jsonio import OrjsonProvider
 from config import Config
@@ -32,6 +33,8 @@ def register_extensions(app):
     init_cache(app)
     access.init_app(app)     # ALLOWED_TRACKING_URIS, MLFLOW_PROFILES: checked at start-up
     ratelimit.init_app(app)  # RATE_LIMIT (off when unset)
+    delivery.init_app(app)   # Cache-Control, Vary, compression; before cors: runs after it
+    cors.init_app(app)       # CORS_ALLOWED_ORIGINS (off when unset)
 
 
 def register_blueprints(app):
