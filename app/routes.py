@@ -70,7 +70,7 @@ class Health(MethodView):
         MLflow is asked is still an error: a `tracking_uri` outside the operator's
         allowlist (403), an unknown `profile` (404), a malformed header (422).
         """
-        return service.health(gateway_for(args), current_app.extensions["run_cache"])
+        return health(args)
 
 
 @blp.route("/mlflow/experiments")
@@ -80,7 +80,7 @@ class Experiments(MethodView):
     @documents_errors(400, 401, 403, 404, 415, 429, 502, 504)
     def post(self, args):
         """List all active experiments (every page of MLflow's search)."""
-        return service.experiments(gateway_for(args))
+        return experiments(args)
 
 
 @blp.route("/mlflow/runs")
@@ -109,20 +109,32 @@ class Runs(MethodView):
         `metric_keys`, `max_points`, `since_step`/`since_timestamp` and `format`
         (or `Accept: text/csv`) shape what is returned of each run's histories.
         """
-        refresh = args.pop("refresh")
-        as_csv = wants_csv(args.pop("format"))
-        answer = service.runs(gateway_for(args), args, current_app.extensions["run_cache"],
-                              concurrency=current_app.config["MLFLOW_CONCURRENCY"],
-                              refresh=refresh, as_csv=as_csv,
-                              point_limit=current_app.config["MAX_RESPONSE_POINTS"])
-        headers = {"X-Cache": answer.cache, **(answer.headers or {})}
-        if as_csv:  # streamed: rows are written while the client reads them
-            return current_app.response_class(iter(answer), mimetype="text/csv", headers=headers)
-        # Pre-encoded JSON (cached runs are written as stored bytes): no marshmallow dump.
-        # Written piece by piece (a large history is not copied into one body).
-        headers["Content-Length"] = str(answer.length)
-        return current_app.response_class(iter(answer), mimetype="application/json",
-                                          headers=headers)
+        return runs(args)
+
+
+def health(args):
+    return service.health(gateway_for(args), current_app.extensions["run_cache"])
+
+
+def experiments(args):
+    return service.experiments(gateway_for(args))
+
+
+def runs(args):
+    refresh = args.pop("refresh")
+    as_csv = wants_csv(args.pop("format"))
+    answer = service.runs(gateway_for(args), args, current_app.extensions["run_cache"],
+                          concurrency=current_app.config["MLFLOW_CONCURRENCY"],
+                          refresh=refresh, as_csv=as_csv,
+                          point_limit=current_app.config["MAX_RESPONSE_POINTS"])
+    headers = {"X-Cache": answer.cache, **(answer.headers or {})}
+    if as_csv:  # streamed: rows are written while the client reads them
+        return current_app.response_class(iter(answer), mimetype="text/csv", headers=headers)
+    # Pre-encoded JSON (cached runs are written as stored bytes): no marshmallow dump.
+    # Written piece by piece (a large history is not copied into one body).
+    headers["Content-Length"] = str(answer.length)
+    return current_app.response_class(iter(answer), mimetype="application/json",
+                                      headers=headers)
 
 
 def wants_csv(fmt) -> bool:
