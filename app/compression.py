@@ -14,6 +14,10 @@ body. So a run compressed once, stored, can be spliced into any later answer::
     stored = compress_whole(run_json_bytes, "gzip")            # keep this in the cache
     body = compress_stream([head, Segment(run_json_bytes, {"gzip": stored}), tail], "gzip")
 
+A route may put ``Segment``s in a streamed JSON or CSV body as it is: app/delivery.py
+compresses it with ``compress_stream`` or, for a client that takes no coding, writes
+each segment's ``raw`` bytes (``plain``). Its Content-Length is the raw body's length.
+
 ``compress_stream`` ends the member/frame it is writing (if it wrote anything), copies
 the segment's compressed bytes for this coding as they are, and starts a fresh
 member/frame for what follows; a ``Segment`` without this coding's form is compressed
@@ -31,10 +35,12 @@ import zstandard
 # Preferred first when a client accepts both equally (browsers send "gzip, deflate, br,
 # zstd"): zstd is smaller and several times faster to compress at these levels.
 CODINGS = ("zstd", "gzip")
-# gzip 6 (zlib's default) and zstd 3 (its default): the issue's figures (13.3 MB -> 3.2 /
-# 2.9 MB); lower gzip levels leave the answer above a quarter of its size.
-GZIP_LEVEL = 6
-ZSTD_LEVEL = 3
+# Levels. An answer compressed as it is written costs every poll its compression time:
+# the fastest levels (10 runs x 20 metrics x 1,000 steps, 13.2 MB: gzip 1 -> 23 % in
+# ~0.4 s, zstd 1 -> 15 % in ~0.1 s; gzip 6 -> 20 % took ~1.7 s on the shared test machine).
+# A form made once to be stored (compress_whole) can afford the libraries' defaults.
+STREAM_LEVELS = {"gzip": 1, "zstd": 1}
+STORE_LEVELS = {"gzip": 6, "zstd": 3}
 ALIASES = {"x-gzip": "gzip"}  # RFC 9110 §8.4.1.3
 
 
@@ -91,13 +97,13 @@ class Segment:
 class _Member:
     """One gzip member or zstd frame being written."""
 
-    def __init__(self, coding: str):
+    def __init__(self, coding: str, level: int):
         if coding == "gzip":
-            self._obj = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)  # 31: gzip wrapper
+            self._obj = zlib.compressobj(level, zlib.DEFLATED, 31)  # 31: gzip wrapper
             self._finish = lambda: self._obj.flush(zlib.Z_FINISH)
         elif coding == "zstd":
             # write_content_size off: a streamed frame does not know its size up front.
-            self._obj = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True,
+            self._obj = zstandard.ZstdCompressor(level=level, write_checksum=True,
                                                  write_content_size=False).compressobj()
             self._finish = lambda: self._obj.flush(zstandard.COMPRESSOBJ_FLUSH_FINISH)
         else:
@@ -112,10 +118,13 @@ class _Member:
         return self._finish()
 
 
-def compress_stream(chunks, coding: str):
-    """Yield ``chunks`` (bytes, memoryviews or ``Segment``s) compressed with ``coding``,
-    a piece whenever the compressor has output (empty pieces are not yielded)."""
-    member, spliced = _Member(coding), False
+def compress_stream(chunks, coding: str, level: int = None):
+    """Yield ``chunks`` (bytes, memoryviews or ``Segment``s) compressed with ``coding``
+    (at ``level``, default ``STREAM_LEVELS``), a piece whenever the compressor has output."""
+    if coding not in STREAM_LEVELS:
+        raise ValueError(f"unknown coding {coding!r}")
+    level = STREAM_LEVELS[coding] if level is None else level
+    member, spliced = _Member(coding, level), False
     for chunk in chunks:
         if isinstance(chunk, Segment):
             ready = chunk.compressed.get(coding)
@@ -124,7 +133,7 @@ def compress_stream(chunks, coding: str):
             else:
                 if member.written:  # end the member/frame in progress, start another after
                     yield member.finish()
-                    member = _Member(coding)
+                    member = _Member(coding, level)
                 if ready:
                     spliced = True
                     yield ready
@@ -137,6 +146,15 @@ def compress_stream(chunks, coding: str):
         yield member.finish()
 
 
-def compress_whole(data: bytes, coding: str) -> bytes:
-    """``data`` as one gzip member or zstd frame: a stored form for a ``Segment``."""
-    return b"".join(compress_stream([data], coding))
+def plain(chunks):
+    """``chunks`` uncompressed: each ``Segment`` as its ``raw`` bytes (for a client that
+    takes no coding, or a body too small to compress)."""
+    for chunk in chunks:
+        yield chunk.raw if isinstance(chunk, Segment) else chunk
+
+
+def compress_whole(data: bytes, coding: str, level: int = None) -> bytes:
+    """``data`` as one gzip member or zstd frame (at ``level``, default ``STORE_LEVELS``):
+    a form to store for a ``Segment``, or a small answer's whole body."""
+    return b"".join(compress_stream([data], coding,
+                                    STORE_LEVELS[coding] if level is None else level))

@@ -34,17 +34,20 @@ def init_app(app):
 
 
 def deliver(response):
-    api = request.path in API_PATHS and request.method != "OPTIONS"
-    if api:
+    if request.path in API_PATHS and request.method != "OPTIONS":
         response.headers["Cache-Control"] = CACHE_CONTROL
         _vary(response, *VARY)
-    if response.mimetype in COMPRESSIBLE and current_app.config["COMPRESSION"]:
+    if response.mimetype not in COMPRESSIBLE:
+        return response
+    coding = None
+    if current_app.config["COMPRESSION"]:
         _vary(response, "Accept-Encoding")
         coding = compression.negotiate(request.headers.get("Accept-Encoding"))
-        if coding and _may_compress(response):
-            _compress(response, coding)
-    elif api:
-        _vary(response, "Accept-Encoding")
+    if coding and _may_compress(response):
+        _compress(response, coding)
+    if response.is_streamed and not isinstance(response.response, _Closing):
+        # Not compressed: pre-compressed segments (app/compression.py) go out raw.
+        response.response = _Closing(compression.plain(response.response), response.response)
     return response
 
 
@@ -72,9 +75,10 @@ def _compress(response, coding):
         if length is not None and length < MIN_SIZE:
             return
         head, rest, done = _peek(response.response, MIN_SIZE)
-        if done and sum(map(len, head)) < MIN_SIZE:
-            response.response = head  # a short stream: sent plain, its length now known
-            response.headers["Content-Length"] = str(sum(map(len, head)))
+        if done and sum(map(_size, head)) < MIN_SIZE:
+            # A short stream: sent plain, its length now known.
+            response.response = list(compression.plain(head))
+            response.headers["Content-Length"] = str(sum(map(_size, head)))
             return
         response.response = _Closing(compression.compress_stream(_chain(head, rest), coding),
                                      response.response)
@@ -92,10 +96,14 @@ def _peek(body, size):
     for chunk in rest:
         chunk = chunk.encode() if isinstance(chunk, str) else chunk
         head.append(chunk)
-        seen += len(chunk)
+        seen += _size(chunk)
         if seen >= size:
             return head, rest, False
     return head, rest, True
+
+
+def _size(chunk) -> int:
+    return len(chunk.raw if isinstance(chunk, compression.Segment) else chunk)
 
 
 def _chain(head, rest):
