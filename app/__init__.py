@@ -38,6 +38,7 @@ def register_extensions(app):
 
 
 def register_blueprints(app):
+    schemas.prepare_spec(api)
     api.register_blueprint(routes.blp)
     schemas.document_connection_rule(api.spec)
     app.register_blueprint(probes.blp)

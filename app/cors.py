@@ -61,4 +61,4 @@ def init_app(app):
     return CORS(app, resources={RESOURCES: {}}, origins=patterns,
                 supports_credentials=not anyone, allow_headers=ALLOW_HEADERS,
                 expose_headers=EXPOSE_HEADERS, methods=METHODS,
-                max_age=app.config["CORS_MAX_AGE"], vary_header=True)
+                send_wildcard=anyone, max_age=app.config["CORS_MAX_AGE"], vary_header=True)

@@ -111,9 +111,10 @@ def _units() -> int:
 def _query_fields() -> dict:
     """``limit`` and ``run_ids`` of a GET form, as the body would carry them."""
     fields = {"run_ids": request.args.getlist("run_ids")}
-    limit = request.args.get("limit", "")
-    if limit.isdigit():
-        fields["limit"] = int(limit)
+    try:  # as queryforms will read it ("+1000" too); what it refuses is a 422 anyway
+        fields["limit"] = int(request.args["limit"])
+    except (KeyError, ValueError):
+        pass
     return fields
 
 
