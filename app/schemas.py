@@ -101,6 +101,39 @@ def document_connection_rule(spec):
             component.update(rule)
 
 
+def prepare_spec(api):
+    """Before the routes are registered: no ``"default": null`` on a field that refuses
+    null (Swagger UI's "Try it out" would send it: ``"profile": null`` was a 422) nor on
+    a query parameter, and
+    no PaginationMetadata schema (flask-smorest's own; no route is paginated)."""
+    api.ma_plugin.converter.add_attribute_function(_no_null_default)
+    api.ma_plugin.converter.add_parameter_attribute_function(_no_null_parameter_default)
+    api.spec.components.schemas.pop("PaginationMetadata", None)
+
+
+def _no_null_default(converter, field, ret, **kwargs):
+    if ret.get("default", 0) is None and not field.allow_none:
+        del ret["default"]
+    return {}
+
+
+def _no_null_parameter_default(converter, field, ret, **kwargs):
+    # A query parameter is absent or a text: null is no value it can have.
+    schema = ret.get("schema", {})
+    if schema.get("default", 0) is None:
+        del schema["default"]
+    schema.pop("nullable", None)
+    return {}
+
+
+# The prefilled bodies of /docs "Try it out": the fields a first call needs; fill in the
+# URL and credentials of a real MLflow (or replace all three with "profile").
+CONNECTION_EXAMPLE = {"tracking_uri": "http://127.0.0.1:5000", "username": "admin",
+                      "password": "password1234", "http_timeout": 15}
+RUNS_EXAMPLE = {**CONNECTION_EXAMPLE, "experiment_name": "Default", "limit": 3,
+                "max_points": 500}
+
+
 class RunsQuerySchema(ConnectionSchema):
     experiment_name = fields.String(
         load_default=None, allow_none=True, validate=validate.Length(min=1, max=500),
