@@ -10,8 +10,6 @@ from typing import NamedTuple
 import numpy as np
 import orjson
 
-from app import mlflow_shapes as shapes
-
 ENCODE_SLICE = 20_000  # points turned into dicts at a time while encoding
 
 
@@ -34,34 +32,12 @@ def finite_or_none(value):
     return number if math.isfinite(number) else None
 
 
-def from_records(records, where="metrics") -> Series:
-    """MLflow metric records ({step, value, timestamp, ...}) -> a Series, in their order.
-
-    A record MLflow would not send (a step "abc", a value null) raises
-    ``mlflow_shapes.NotMlflow`` naming it (``where[i]``). The usual answer, numbers
-    only, is taken by numpy as it is (which reads a JSON true/false among numbers as
-    1/0: not worth a look at each of a million points); numbers written as strings
-    ("5", "NaN"), protobuf's JSON, are converted one by one.
-    """
-    if not records:
-        return Series(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float64))
-    try:
-        steps = np.array([r.get("step", 0) for r in records])
-        stamps = np.array([r.get("timestamp", 0) for r in records])
-        values = np.array([r.get("value") for r in records])
-    except (AttributeError, ValueError):  # a record that is not an object; lists of lists
-        pass
-    else:
-        if (steps.dtype == np.int64 and stamps.dtype == np.int64 and values.dtype.kind in "fi"
-                and steps.ndim == stamps.ndim == values.ndim == 1):
-            return Series(steps, stamps, _finite_or_nan(values.astype(np.float64, copy=False)))
-    shapes.points(records, where)  # raises, naming the record, unless all are numbers
-    return Series(np.array([int(r.get("step", 0)) for r in records], dtype=np.int64),
-                  np.array([int(r.get("timestamp", 0)) for r in records], dtype=np.int64),
-                  _finite_or_nan(np.array([float(r["value"]) for r in records], dtype=np.float64)))
+def empty() -> Series:
+    return Series(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float64))
 
 
-def _finite_or_nan(values):
+def finite_or_nan(values):
+    """``values`` with NaN wherever it held NaN or +-Infinity (in place)."""
     values[~np.isfinite(values)] = np.nan
     return values
 
@@ -71,7 +47,7 @@ def concat(parts) -> Series:
     if len(parts) == 1:
         return parts[0]
     if not parts:
-        return from_records([])
+        return empty()
     return Series(*(np.concatenate(column) for column in zip(*parts)))
 
 

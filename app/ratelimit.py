@@ -21,6 +21,7 @@ from flask import current_app, request
 from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded
 from flask_limiter.util import get_remote_address
 
+from app.cache.settings import limiter_storage
 from app.errors import error_payload
 
 LIMITED_BLUEPRINTS = {"mlflow"}  # app/routes.py
@@ -39,7 +40,7 @@ def init_app(app):
     except ValueError:
         raise ValueError(f"RATE_LIMIT={rate!r} is not a rate such as '120/minute' "
                          "or '10/second;600/hour'") from None
-    uri, options = storage(config)
+    uri, options = limiter_storage(config)
     limiter = Limiter(
         get_remote_address,
         app=app,
@@ -66,25 +67,6 @@ def too_many_requests(error: RateLimitExceeded):
         seconds = window
     headers["Retry-After"] = str(max(1, min(window, int(seconds + 0.999))))
     return payload, status, headers
-
-
-def storage(config) -> tuple[str, dict]:
-    """flask-limiter's storage URI and options: the cache's Redis, else process memory."""
-    if not (config.get("REDIS_URL") or config.get("REDIS_SENTINELS") or config.get("REDIS_CLUSTER")):
-        return "memory://", {}
-    timeout = config["REDIS_SOCKET_TIMEOUT"]
-    # Keys next to the cache's, so one prefix (and one ACL rule) covers the service.
-    options = {"key_prefix": config["CACHE_KEY_PREFIX"] + "ratelimit",
-               "socket_timeout": timeout, "socket_connect_timeout": timeout}
-    if config.get("REDIS_PASSWORD") and not config.get("REDIS_URL"):
-        options["password"] = config["REDIS_PASSWORD"]
-    if config.get("REDIS_SENTINELS"):
-        hosts = ",".join(h.strip() for h in config["REDIS_SENTINELS"].split(","))
-        return f"redis+sentinel://{hosts}/{config['REDIS_SENTINEL_MASTER']}", options
-    if config.get("REDIS_CLUSTER"):
-        hosts = ",".join(h.strip() for h in config["REDIS_CLUSTER"].split(","))
-        return f"redis+cluster://{hosts}", options
-    return config["REDIS_URL"], options
 
 
 def _cost(rate):

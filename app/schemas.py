@@ -1,18 +1,20 @@
 """Request and response schemas: the JSON contract of the original MLflow Logs API.
 
-Bounds come from ``Config`` (the environment) so that the published OpenAPI spec
-states the same limits the service enforces. Unknown request fields are rejected (marshmallow's default RAISE), so a typo
-such as ``experiment_nme`` is a 422 naming it rather than silently ignored.
+Bounds set by the operator (MAX_RUNS_LIMIT, MAX_HTTP_TIMEOUT) are the app's settings,
+read when a request is validated and when the spec is made (app/fields.py), so the
+published OpenAPI spec states the limits the service enforces. Unknown request fields
+are rejected (marshmallow's default RAISE), so a typo such as ``experiment_nme`` is a
+422 naming it rather than silently ignored.
 """
 import marshmallow as ma
 from marshmallow import fields, validate
 
+from app.access.connection import Connection
+from app.access.profiles import PROFILE_NAME
+from app.runs.query import RUN_STATUSES, RunsQuery, RunsRequest
+from app.fields import SettingLength, SettingRange
 from app.uris import http_uri
-from config import Config
 
-
-# Names of operator-configured connection profiles (MLFLOW_PROFILES).
-PROFILE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 # Fields a connection profile sets; a request naming a profile may not send them.
 PROFILE_REPLACES = ("tracking_uri", "username", "password", "insecure_tls")
 
@@ -35,7 +37,6 @@ class StrictFloat(fields.Float):
         return super()._deserialize(value, attr, data, **kwargs)
 
 
-RUN_STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
 MIN_MAX_POINTS = 10  # room for the first and last point and a few buckets' extremes
 
 
@@ -66,7 +67,7 @@ class ConnectionSchema(ma.Schema):
         load_default=True, metadata={"description": "Skip TLS verification (self-signed certs)"})
     http_timeout = StrictFloat(
         load_default=15.0,
-        validate=validate.Range(min=0.001, max=Config.MAX_HTTP_TIMEOUT),
+        validate=SettingRange(min=0.001, max_setting="MAX_HTTP_TIMEOUT"),
         metadata={"description": "Seconds the whole request may take"})
 
     @ma.validates_schema(pass_original=True)
@@ -80,6 +81,10 @@ class ConnectionSchema(ma.Schema):
         if clashing:
             raise ma.ValidationError({f: ["Not allowed with profile: the profile sets it."]
                                       for f in clashing})
+
+    @ma.post_load(pass_original=True)
+    def typed(self, data, original, **kwargs):
+        return Connection.of(data)
 
 
 def document_connection_rule(spec):
@@ -107,7 +112,7 @@ class RunsQuerySchema(ConnectionSchema):
         load_default=None, allow_none=True, validate=validate.Length(min=1, max=100),
         metadata={"description": "One run, by id"})
     limit = fields.Integer(
-        load_default=10, strict=True, validate=validate.Range(min=1, max=Config.MAX_RUNS_LIMIT),
+        load_default=10, strict=True, validate=SettingRange(min=1, max_setting="MAX_RUNS_LIMIT"),
         metadata={"description": "Maximum number of runs (newest first); with run_ids, "
                                  "every listed run unless limit is sent"})
     include_metric_history = StrictBoolean(
@@ -128,7 +133,7 @@ class RunsQuerySchema(ConnectionSchema):
     # --- dashboard views: each optional; without them the answer is the contract's ---
     run_ids = fields.List(
         fields.String(validate=validate.Length(min=1, max=100)), load_default=None,
-        allow_none=True, validate=[validate.Length(min=1, max=Config.MAX_RUNS_LIMIT), _unique],
+        allow_none=True, validate=[SettingLength(min=1, max_setting="MAX_RUNS_LIMIT"), _unique],
         metadata={"uniqueItems": True, "description": "Several runs, answered in this order (or by order_by); a "
                                  "run that is missing, forbidden, deleted or filtered out is "
                                  "reported in `run_errors` instead of failing the request. All "
@@ -163,12 +168,8 @@ class RunsQuerySchema(ConnectionSchema):
                                  "`Accept: text/csv`. Default json"})
 
     @ma.post_load(pass_original=True)
-    def every_listed_run(self, data, original, **kwargs):
-        # The default limit (10) must not cut a list of runs the caller wrote out;
-        # a limit sent with run_ids applies.
-        if data.get("run_ids") and "limit" not in original:
-            data["limit"] = len(data["run_ids"])
-        return data
+    def typed(self, data, original, **kwargs):
+        return RunsRequest(Connection.of(data), RunsQuery.of(data, set(original)))
 
 
 # --- responses --------------------------------------------------------------

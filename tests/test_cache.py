@@ -10,7 +10,7 @@ import pytest
 import redis
 from mlflow.tracking import MlflowClient
 
-from app.cache import normalize_uri
+from app.cache.keys import normalize_uri
 from tests.support.calls import poll
 from tests.support.redis_server import RedisServer
 
@@ -83,7 +83,8 @@ def test_running_run_is_fetched_fresh_and_cached_once_finished(cached_app, body,
     experiment_id = admin_client.create_experiment(f"live-{os.getpid()}-{time.time_ns()}")
     run_id = admin_client.create_run(experiment_id).info.run_id
     admin_client.log_metric(run_id, "loss", 1.0, step=0)
-    client = cached_app(RUN_LIST_TTL=1).test_client()
+    list_ttl = 5  # long enough that two polls under load fall within one listing's life
+    client = cached_app(RUN_LIST_TTL=list_ttl).test_client()
 
     def history():
         payload = poll(client, body(run_id=run_id)).get_json()
@@ -93,7 +94,7 @@ def test_running_run_is_fetched_fresh_and_cached_once_finished(cached_app, body,
     admin_client.log_metric(run_id, "loss", 0.5, step=1)
     assert history() == [1.0, 0.5]  # RUNNING: new points on the next poll
     admin_client.set_terminated(run_id)
-    time.sleep(cached_app().config["RUN_LIST_TTL"] + 0.1)
+    time.sleep(list_ttl + 0.1)
     assert history() == [1.0, 0.5]
     proxy.reset()
     assert history() == [1.0, 0.5]
@@ -230,7 +231,7 @@ def test_no_password_in_redis_or_logs(cached_app, body, mlflow_server, redis_url
 
 
 def test_local_copies_are_bounded_and_checked():
-    from app.cache import LocalCopies
+    from app.cache.copies import LocalCopies
 
     local = LocalCopies(max_bytes=10, max_entry=6, ttl=60)
     local.put("a", {"fingerprint": "f1"}, b"aaaa")
@@ -250,7 +251,7 @@ def test_local_copies_are_bounded_and_checked():
 
 def test_warm_poll_from_the_workers_copy_reads_no_run_from_redis(cached_app, body, proxy,
                                                                  mlflow_server, monkeypatch):
-    from app.cache import RunCache
+    from app.cache.run_cache import RunCache
 
     client = cached_app().test_client()
     query = body(run_id=mlflow_server.ids["runs"]["finished"])

@@ -17,8 +17,8 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from app import create_app
 from app.schemas import ConnectionSchema
-from bench.common import service
 from config import Config
+from tests.support.gunicorn import gunicorn
 from tests.test_docs_and_fuzz import _is_reachable_uri
 
 CALL_TIMEOUT = 30  # a hang guard per call; valid generated http_timeouts become <= 5 s
@@ -27,8 +27,8 @@ CALL_TIMEOUT = 30  # a hang guard per call; valid generated http_timeouts become
 @pytest.fixture(scope="module")
 def live_service(tmp_path_factory, redis_url):
     prefix = f"test-live-fuzz-{uuid.uuid4().hex[:12]}:"
-    with service(tmp_path_factory.mktemp("live-fuzz"), redis_url, workers=2,
-                 extra_env={"CACHE_KEY_PREFIX": prefix}) as svc:
+    with gunicorn(tmp_path_factory.mktemp("live-fuzz"), redis_url, workers=2,
+                 env={"CACHE_KEY_PREFIX": prefix}) as svc:
         yield svc
     client = redis.Redis.from_url(redis_url)
     for key in client.scan_iter(match=prefix + "*"):

@@ -13,7 +13,7 @@ from tests.support.proxy import MlflowProxy
 from tests.test_runs import post_runs
 
 MANY = 300
-LOOKUPS = 20  # app.selection.RUN_LOOKUPS
+LOOKUPS = 20  # app.runs.by_ids.RUN_LOOKUPS
 
 
 @pytest.fixture(scope="module")

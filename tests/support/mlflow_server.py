@@ -31,7 +31,6 @@ import math
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,6 +39,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 import requests
+
+from tests.support.processes import free_port  # noqa: F401  (re-exported for callers)
 
 
 class Point(NamedTuple):
@@ -94,12 +95,6 @@ ADMIN_PASSWORD = "admin-password-123"
 SECRET_KEY = "test-flask-secret-key-0123456789"
 DB_NAME = "mlflow.db"
 AUTH_DB_NAME = "basic_auth.db"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _db_path(db_uri: str) -> Path:
