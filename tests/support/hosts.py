@@ -50,14 +50,24 @@ class Site:
 
     def restart(self, name: str) -> float:
         """Stop host ``name`` gracefully (SIGTERM: requests in flight finish), start it
-        again on the same port; seconds until it serves again."""
+        again on the same port, and wait until nginx sends it requests again; seconds
+        from the stop until then. nginx keeps a host that refused a connection out of
+        rotation for the upstream's fail_timeout: stopping the other host before that would
+        leave nginx no host at all (502), so a rolling restart waits for this."""
         svc: Gunicorn = self.hosts[name]
         t0 = time.monotonic()
         svc.process.stop(grace=35)
         svc.process.start()
         svc.process.wait_until(lambda: svc.serving(self.workers), timeout=STARTUP_TIMEOUT,
                                what="serving after a restart")
+        svc.process.wait_until(lambda: name in self._probe(), timeout=STARTUP_TIMEOUT,
+                               what="back in nginx's rotation")
         return time.monotonic() - t0
+
+    def _probe(self) -> list[str]:
+        request_id = f"rotation-{secrets.token_hex(8)}"
+        requests.get(f"{self.url}/healthz", headers={"X-Request-ID": request_id}, timeout=5)
+        return self.served_by(request_id)
 
 
 @contextlib.contextmanager
