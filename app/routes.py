@@ -6,7 +6,7 @@ from flask import current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from app import compression, errors, overview, queryforms, schemas
+from app import compression, errors, overview, queryforms, responses, schemas
 from app.context import open_context
 from app.runs import assembly, etag
 
@@ -56,7 +56,7 @@ def documents_errors(*statuses):
 @blp.route("/health")
 class Health(MethodView):
     @blp.arguments(schemas.ConnectionSchema, example=schemas.CONNECTION_EXAMPLE)
-    @blp.response(200, schemas.HealthSchema)
+    @blp.response(200, responses.HealthSchema)
     @documents_errors(400, 403, 404, 415, 429)
     def post(self, connection):
         """Check that MLflow answers with these credentials.
@@ -69,7 +69,7 @@ class Health(MethodView):
         return overview.health(open_context(connection))
 
     @query_arguments(schemas.ConnectionSchema)
-    @blp.response(200, schemas.HealthSchema)
+    @blp.response(200, responses.HealthSchema)
     @documents_errors(403, 404, 429)
     def get(self, connection):
         """POST's check as a GET: the body's fields as query parameters; credentials
@@ -80,14 +80,14 @@ class Health(MethodView):
 @blp.route("/mlflow/experiments")
 class Experiments(MethodView):
     @blp.arguments(schemas.ConnectionSchema, example=schemas.CONNECTION_EXAMPLE)
-    @blp.response(200, schemas.ExperimentsSchema)
+    @blp.response(200, responses.ExperimentsSchema)
     @documents_errors(400, 401, 403, 404, 415, 429, 502, 504)
     def post(self, connection):
         """List all active experiments (every page of MLflow's search)."""
         return overview.experiments(open_context(connection))
 
     @query_arguments(schemas.ConnectionSchema)
-    @blp.response(200, schemas.ExperimentsSchema)
+    @blp.response(200, responses.ExperimentsSchema)
     @documents_errors(401, 403, 404, 429, 502, 504)
     def get(self, connection):
         """POST's listing as a GET: the body's fields as query parameters; credentials
@@ -106,7 +106,7 @@ RUNS_CONTENT = {"200": {"description": "OK", "content": {
 @blp.route("/mlflow/runs")
 class Runs(MethodView):
     @blp.arguments(schemas.RunsQuerySchema, example=schemas.RUNS_EXAMPLE)
-    @blp.response(200, schemas.RunsSchema)
+    @blp.response(200, responses.RunsSchema)
     @blp.doc(responses=RUNS_CONTENT)
     @documents_errors(400, 401, 403, 404, 415, 429, 502, 504)
     def post(self, asked):
@@ -127,7 +127,7 @@ class Runs(MethodView):
         return runs(asked)
 
     @query_arguments(schemas.RunsQuerySchema)
-    @blp.response(200, schemas.RunsSchema)
+    @blp.response(200, responses.RunsSchema)
     @blp.doc(responses=RUNS_CONTENT)
     @documents_errors(401, 403, 404, 429, 502, 504)
     def get(self, asked):
