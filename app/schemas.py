@@ -157,15 +157,31 @@ class RunsQuerySchema(ConnectionSchema):
         load_default=None, allow_none=True, strict=True,
         validate=validate.Range(min=-(2**63), max=2**63 - 2),
         metadata={"description": "Only points with a step greater than this (a live run's poll)"})
+    max_step = fields.Integer(
+        load_default=None, allow_none=True, strict=True,
+        validate=validate.Range(min=-(2**63), max=2**63 - 1),
+        metadata={"description": "Only points with a step at most this (a zoom); with "
+                                 "since_step, the points with since_step < step <= max_step. "
+                                 "Must be greater than since_step"})
     since_timestamp = fields.Integer(
         load_default=None, allow_none=True, strict=True,
         validate=validate.Range(min=-(2**63), max=2**63 - 1),
         metadata={"description": "Only points logged after this time (ms since the epoch)"})
+    include_tags = StrictBoolean(
+        load_default=False,
+        metadata={"description": "Add each run's MLflow tags as `tags` {key: value}, all of "
+                                 "them (mlflow.* included, as MLflow's API returns them)"})
     format = fields.String(
         load_default=None, allow_none=True, validate=validate.OneOf(["json", "csv"]),
         metadata={"description": "csv: the selected histories as CSV rows (run_id, run_name, "
                                  "metric, step, value, timestamp), streamed; also chosen by "
                                  "`Accept: text/csv`. Default json"})
+
+    @ma.validates_schema
+    def step_range(self, data, **kwargs):
+        since, most = data.get("since_step"), data.get("max_step")
+        if since is not None and most is not None and most <= since:
+            raise ma.ValidationError(f"Must be greater than since_step ({since}).", "max_step")
 
     @ma.post_load(pass_original=True)
     def typed(self, data, original, **kwargs):
@@ -227,9 +243,19 @@ class RunSchema(ma.Schema):
     run_name = fields.String(allow_none=True)
     status = fields.String()
     duration_seconds = fields.Float(allow_none=True, metadata={"description": "null without end time"})
+    start_time = fields.Integer(allow_none=True, metadata={
+        "description": "When the run started, ms since the epoch"})
+    end_time = fields.Integer(allow_none=True, metadata={
+        "description": "When the run ended, ms since the epoch; null while it runs"})
+    experiment_id = fields.String()
+    user_id = fields.String(allow_none=True, metadata={"description": "Who created the run"})
     parameters = fields.Dict(keys=fields.String(), values=fields.String())
-    metrics_summary = fields.Dict(keys=fields.String(), values=fields.Float(allow_none=True))
+    metrics_summary = fields.Dict(keys=fields.String(), values=fields.Float(allow_none=True),
+                                  metadata={"description": "Each metric's latest value: its "
+                                            "history's last_value unless max_step cuts it"})
     metrics_history = fields.List(fields.Nested(MetricHistorySchema))
+    tags = fields.Dict(keys=fields.String(), values=fields.String(), metadata={
+        "description": "Only with include_tags: the run's MLflow tags"})
 
 
 class RunErrorSchema(ma.Schema):

@@ -26,6 +26,9 @@ class Selection:
     filter_string: str | None = None
     order_by: tuple | None = None
     run_status: tuple | None = None
+    # Not which runs, but what the listing keeps of them: their tags only when asked
+    # (so a listing with tags never serves a query without, nor the reverse).
+    include_tags: bool = False
 
     @classmethod
     def of(cls, data: dict, sent: set) -> "Selection":

@@ -29,7 +29,7 @@ def select(ctx, sel: Selection) -> dict:
         runs = search(ctx, sel, ids)
     listing = {"experiment": experiment and {"experiment_id": experiment["experiment_id"],
                                              "name": experiment["name"]},
-               "runs": [slim(run) for run in runs]}
+               "runs": [slim(run, tags=sel.include_tags) for run in runs]}
     if failed is not None:
         listing["errors"] = failed
     return listing
@@ -57,11 +57,16 @@ def resolve_experiment(ctx, sel: Selection):
     return experiment
 
 
-def slim(run):
-    """A run without its tags (they can be large), except the run name."""
+def slim(run, tags=False):
+    """A run without its tags (they can be large), except the run name and user, unless
+    ``tags`` (include_tags): only then does the listing hold them, for this query."""
     data = run.get("data", {})
-    name = next((t.get("value") for t in data.get("tags", []) if t["key"] == "mlflow.runName"), None)
+    found = {t["key"]: t.get("value") for t in data.get("tags", [])}
     info = dict(run["info"])
-    info["run_name"] = info.get("run_name") or name
-    return {"info": info, "data": {"params": data.get("params", []),
-                                   "metrics": data.get("metrics", [])}}
+    info["run_name"] = info.get("run_name") or found.get("mlflow.runName")
+    info["user_id"] = info.get("user_id") or found.get("mlflow.user")
+    slimmed = {"info": info, "data": {"params": data.get("params", []),
+                                      "metrics": data.get("metrics", [])}}
+    if tags:
+        slimmed["data"]["tags"] = data.get("tags", [])
+    return slimmed
