@@ -42,6 +42,16 @@ class Selection:
             values["limit"] = len(values["run_ids"])
         return cls(**values)
 
+    @property
+    def shared(self) -> bool:
+        """Scoped to one experiment or run: which runs it selects is the same for everyone
+        MLflow lets read that experiment, so its cached listing is shared by them (each
+        caller's grant is still checked: app/runs/listing.py). Queries across every
+        experiment (MLflow answers each caller with what they may read) and run_ids
+        queries (each run checked for each caller) stay per caller."""
+        scoped = (self.experiment_name, self.experiment_id, self.run_id)
+        return any(value is not None for value in scoped) and not self.run_ids
+
     def but(self, **changes) -> "Selection":
         """This selection with some fields changed (a search of our own, narrower)."""
         return replace(self, **changes)
