@@ -146,11 +146,21 @@ def compress_stream(chunks, coding: str, level: int = None):
         yield member.finish()
 
 
+WRITE_SIZE = 1 << 20
+
+
 def plain(chunks):
     """``chunks`` uncompressed: each ``Segment`` as its ``raw`` bytes (for a client that
-    takes no coding, or a body too small to compress)."""
+    takes no coding, or a body too small to compress). A ``raw`` memoryview (a view of
+    a cached entry) is written a megabyte at a time: WSGI servers write bytes."""
     for chunk in chunks:
-        yield chunk.raw if isinstance(chunk, Segment) else chunk
+        if not isinstance(chunk, Segment):
+            yield chunk
+        elif isinstance(chunk.raw, memoryview):
+            for start in range(0, len(chunk.raw), WRITE_SIZE):
+                yield bytes(chunk.raw[start:start + WRITE_SIZE])
+        else:
+            yield chunk.raw
 
 
 def compress_whole(data: bytes, coding: str, level: int = None) -> bytes:

@@ -10,7 +10,7 @@ import zstandard
 from hypothesis import given, settings, strategies as st
 
 from app.compression import (Segment, compress_stream, compress_whole, negotiate,
-                             parse_accept_encoding)
+                             parse_accept_encoding, plain)
 
 
 def decode(body: bytes, coding: str) -> bytes:
@@ -112,3 +112,10 @@ def test_output_is_streamed_not_buffered(coding):
 def test_unknown_coding_is_refused():
     with pytest.raises(ValueError):
         list(compress_stream([b"x"], "br"))
+
+
+def test_plain_writes_segments_raw_as_bytes():
+    view = memoryview(b"v" * (3 << 20))
+    out = list(plain([b"[", Segment(view, {"gzip": b"ignored"}), Segment(b"raw"), b"]"]))
+    assert all(isinstance(piece, bytes) for piece in out)
+    assert b"".join(out) == b"[" + bytes(view) + b"raw]" and len(out) == 1 + 3 + 2
