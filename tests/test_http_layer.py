@@ -138,6 +138,27 @@ def test_a_body_with_stored_segments_is_spliced_or_written_raw(app):
         assert stored[coding] in answer.data and decode(answer) == b"[" + raw + b"]"
 
 
+def test_a_streamed_answer_is_compressed_as_it_is_read(app):
+    import os
+    read = []
+
+    @app.get("/stream")
+    def stream():
+        def body():
+            for i in range(100):
+                read.append(i)
+                yield os.urandom(64 * 1024)  # incompressible: output at once
+        return app.response_class(body(), mimetype="text/csv")
+
+    answer = app.test_client().get("/stream", headers={"Accept-Encoding": "gzip"}, buffered=False)
+    assert answer.headers["Content-Encoding"] == "gzip" and "Content-Length" not in answer.headers
+    pieces = iter(answer.response)
+    first = next(pieces)
+    assert first and len(read) < 10  # not the whole body first
+    assert len(gzip.decompress(first + b"".join(pieces))) == 100 * 64 * 1024
+    answer.close()
+
+
 # --- GET forms (test client) -------------------------------------------------
 
 def test_get_form_refuses_credentials_unknown_and_repeated_parameters(client):
