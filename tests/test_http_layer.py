@@ -9,7 +9,7 @@ import pytest
 import zstandard
 
 from app import create_app
-from app.compression import Segment, compress_whole
+from app.compression import Segment, stored_form
 from app.schemas import CONNECTION_EXAMPLE, RUNS_EXAMPLE
 
 PAGE = "http://127.0.0.1:8090"
@@ -123,7 +123,7 @@ def test_small_answers_go_plain(client):
 
 def test_a_body_with_stored_segments_is_spliced_or_written_raw(app):
     raw = b'{"run":' + b"1," * 5000 + b"1}"
-    stored = {c: compress_whole(raw, c) for c in ("gzip", "zstd")}
+    stored = {c: stored_form(raw, c) for c in ("gzip", "zstd")}
 
     @app.get("/segments")
     def segments():
