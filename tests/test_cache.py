@@ -287,7 +287,9 @@ def test_an_expired_listing_is_asked_of_mlflow_once(cached_app, body, proxy):
     proxy.reset()
     results = _concurrent_polls(app, query)
     assert len({r.data for r in results}) == 1
-    assert proxy.count("get-by-name") == 1 and proxy.count("runs/search") == 1, proxy.paths
+    # once, not six times (the experiment's name may even be resolved from the cache: the
+    # shared experiment resolution of issue 12, for a caller holding a grant)
+    assert proxy.count("get-by-name") <= 1 and proxy.count("runs/search") == 1, proxy.paths
 
 
 def test_an_expired_grant_is_asked_of_mlflow_once(cached_app, body, proxy, mlflow_server):
