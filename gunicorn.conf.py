@@ -4,38 +4,39 @@ import os
 import shutil
 import tempfile
 
-bind = os.environ.get("GUNICORN_BIND", f"0.0.0.0:{os.environ.get('PORT', '8001')}")
+from config import env_bool, env_int, env_str
+
+bind = env_str("GUNICORN_BIND", f"0.0.0.0:{env_str('PORT', '8001')}")
 # Requests mostly wait on MLflow: threads per worker carry the concurrency.
 worker_class = "gthread"
-workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
-threads = int(os.environ.get("GUNICORN_THREADS", "8"))
+workers = env_int("GUNICORN_WORKERS", 2)
+threads = env_int("GUNICORN_THREADS", 8)
 # A request is bounded by its http_timeout (MAX_HTTP_TIMEOUT at most); leave headroom.
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", "330"))
-graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
-keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
+timeout = env_int("GUNICORN_TIMEOUT", 330)
+graceful_timeout = env_int("GUNICORN_GRACEFUL_TIMEOUT", 30)
+keepalive = env_int("GUNICORN_KEEPALIVE", 5)
 # Recycle workers now and then so a slow leak cannot grow without bound.
 # Each recycling closes the worker's keep-alive connections, and a client sending on one
 # at that instant gets a connection error (POST is not retried): rare enough at 50,000.
-max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "50000"))
+max_requests = env_int("GUNICORN_MAX_REQUESTS", 50000)
 max_requests_jitter = max_requests // 10
 # Off: the app writes one JSON line per request (request id, route, cache, MLflow calls;
 # ACCESS_LOG). GUNICORN_ACCESSLOG=- turns gunicorn's own line on as well.
-accesslog = os.environ.get("GUNICORN_ACCESSLOG") or None
+accesslog = env_str("GUNICORN_ACCESSLOG") or None
 # The request line only (no bodies, no Authorization header).
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(L)ss'
 errorlog = "-"
-loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+loglevel = env_str("LOG_LEVEL", "info").lower()
 # ProxyFix in the app trusts X-Forwarded-* (PROXY_FIX_HOPS); gunicorn itself
 # must not rewrite them.
-forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+forwarded_allow_ips = env_str("FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 # Metrics with several workers: each worker writes its values to files in
 # PROMETHEUS_MULTIPROC_DIR and /metrics adds up all of them. Without the variable a
 # directory of our own is made; workers inherit the variable (the app is loaded after
 # the fork), and the master empties the directory at start and removes its own at exit.
 OWN_METRICS_DIR = "MLFLOW_LOGS_OWN_METRICS_DIR"  # in the environment: survives a config reload
-if (os.environ.get("METRICS_ENABLED", "true").lower() not in ("0", "false", "no", "off")
-        and not os.environ.get("PROMETHEUS_MULTIPROC_DIR")):
+if env_bool("METRICS_ENABLED", True) and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ[OWN_METRICS_DIR] = tempfile.mkdtemp(prefix="mlflow-logs-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.environ[OWN_METRICS_DIR]
 

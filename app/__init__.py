@@ -5,8 +5,10 @@ from pathlib import Path
 import swagger_ui_bundle
 from flask import Flask, send_from_directory
 
-from app import access, forwarded, observability, probes, ratelimit, routes, schemas
-from app.extensions import api, init_cache
+from app import (access, cors, delivery, errors, forwarded, observability, probes, ratelimit,
+                 routes, schemas)
+from app import cache as run_cache
+from app.extensions import api, cache
 from app.jsonio import OrjsonProvider
 from config import Config
 
@@ -23,18 +25,23 @@ def create_app(config=None) -> Flask:
     forwarded.trust_proxies(app)  # PROXY_FIX_HOPS
     observability.init_app(app)
     register_extensions(app)
-    register_blueprints(app)
+    with app.app_context():  # the spec is made here, with this app's limits (app/fields.py)
+        register_blueprints(app)
+    errors.register_errorhandlers(app)
     return app
 
 
 def register_extensions(app):
     api.init_app(app)
-    init_cache(app)
+    run_cache.init_app(app, cache)
     access.init_app(app)     # ALLOWED_TRACKING_URIS, MLFLOW_PROFILES: checked at start-up
     ratelimit.init_app(app)  # RATE_LIMIT (off when unset)
+    delivery.init_app(app)   # Cache-Control, Vary, compression; before cors: runs after it
+    cors.init_app(app)       # CORS_ALLOWED_ORIGINS (off when unset)
 
 
 def register_blueprints(app):
+    schemas.prepare_spec(api)
     api.register_blueprint(routes.blp)
     schemas.document_connection_rule(api.spec)
     app.register_blueprint(probes.blp)

@@ -14,6 +14,9 @@ import logging
 import marshmallow as ma
 from werkzeug import exceptions as http
 
+from app.mlflow import errors as mlflow
+from app.mlflow.wording import as_user
+
 log = logging.getLogger(__name__)
 
 
@@ -43,6 +46,32 @@ def invalid_fields(messages: dict) -> http.UnprocessableEntity:
     error = InvalidInput()
     error.data = {"errors": messages}
     return error
+
+
+def for_mlflow(exc: mlflow.MlflowError) -> http.HTTPException:
+    """The service's answer to a failed MLflow call: the one mapping, at the edge."""
+    if isinstance(exc, mlflow.DeadlineSpent):
+        return UpstreamTimeout(exc.message)
+    if not isinstance(exc, mlflow.Rejected):  # unreachable, TLS, not MLflow's answer
+        return UpstreamError(exc.message)
+    said = f": {exc.said}" if exc.said else "."  # MLflow's auth itself answers these in text
+    if exc.status == 401:
+        return Unauthorized(f"MLflow rejected the credentials{as_user(exc.target)}{said}")
+    if exc.status == 403:
+        return Forbidden(f"MLflow denied access{as_user(exc.target)}{said}")
+    if exc.not_found:
+        return NotFound(exc.said)
+    if exc.said:
+        return UpstreamError(f"{exc.target.label} answered {exc.status} to {exc.endpoint}: "
+                             f"{exc.said}")
+    return UpstreamError(f"{exc.target.label} answered {exc.status} to {exc.endpoint} "
+                         f"with {mlflow.NOT_AN_MLFLOW_ERROR}.")
+
+
+def register_errorhandlers(app):
+    """MLflow's failures in the one error shape (flask-smorest's ``Api`` answers every
+    HTTPException the same way: app/extensions.py)."""
+    app.register_error_handler(mlflow.MlflowError, lambda exc: error_payload(for_mlflow(exc)))
 
 
 def error_payload(error: http.HTTPException):

@@ -10,8 +10,6 @@ from typing import NamedTuple
 import numpy as np
 import orjson
 
-from app import mlflow_shapes as shapes
-
 ENCODE_SLICE = 20_000  # points turned into dicts at a time while encoding
 
 
@@ -34,34 +32,12 @@ def finite_or_none(value):
     return number if math.isfinite(number) else None
 
 
-def from_records(records, where="metrics") -> Series:
-    """MLflow metric records ({step, value, timestamp, ...}) -> a Series, in their order.
-
-    A record MLflow would not send (a step "abc", a value null) raises
-    ``mlflow_shapes.NotMlflow`` naming it (``where[i]``). The usual answer, numbers
-    only, is taken by numpy as it is (which reads a JSON true/false among numbers as
-    1/0: not worth a look at each of a million points); numbers written as strings
-    ("5", "NaN"), protobuf's JSON, are converted one by one.
-    """
-    if not records:
-        return Series(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float64))
-    try:
-        steps = np.array([r.get("step", 0) for r in records])
-        stamps = np.array([r.get("timestamp", 0) for r in records])
-        values = np.array([r.get("value") for r in records])
-    except (AttributeError, ValueError):  # a record that is not an object; lists of lists
-        pass
-    else:
-        if (steps.dtype == np.int64 and stamps.dtype == np.int64 and values.dtype.kind in "fi"
-                and steps.ndim == stamps.ndim == values.ndim == 1):
-            return Series(steps, stamps, _finite_or_nan(values.astype(np.float64, copy=False)))
-    shapes.points(records, where)  # raises, naming the record, unless all are numbers
-    return Series(np.array([int(r.get("step", 0)) for r in records], dtype=np.int64),
-                  np.array([int(r.get("timestamp", 0)) for r in records], dtype=np.int64),
-                  _finite_or_nan(np.array([float(r["value"]) for r in records], dtype=np.float64)))
+def empty() -> Series:
+    return Series(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float64))
 
 
-def _finite_or_nan(values):
+def finite_or_nan(values):
+    """``values`` with NaN wherever it held NaN or +-Infinity (in place)."""
     values[~np.isfinite(values)] = np.nan
     return values
 
@@ -71,7 +47,7 @@ def concat(parts) -> Series:
     if len(parts) == 1:
         return parts[0]
     if not parts:
-        return from_records([])
+        return empty()
     return Series(*(np.concatenate(column) for column in zip(*parts)))
 
 
@@ -83,13 +59,16 @@ def ordered(series: Series) -> Series:
     return Series(*(column[order] for column in series))
 
 
-def window(series: Series, since_step=None, since_timestamp=None) -> Series:
-    """Only the points logged after ``since_step`` and/or ``since_timestamp`` (both, if both)."""
-    if since_step is None and since_timestamp is None:
+def window(series: Series, since_step=None, since_timestamp=None, max_step=None) -> Series:
+    """Only the points logged after ``since_step`` and/or ``since_timestamp`` (both, if
+    both), and at or below ``max_step``: since_step < step <= max_step."""
+    if since_step is None and since_timestamp is None and max_step is None:
         return series
     keep = np.ones(series.size, dtype=bool)
     if since_step is not None:
         keep &= series.steps > since_step
+    if max_step is not None:
+        keep &= series.steps <= max_step
     if since_timestamp is not None:
         keep &= series.timestamps > since_timestamp
     return Series(*(column[keep] for column in series))
@@ -154,7 +133,7 @@ def _is_ordered(series: Series) -> bool:
 
 
 def encode_metric(metric_name, series: Series, *, max_points=None, since_step=None,
-                  since_timestamp=None) -> list:
+                  since_timestamp=None, max_step=None) -> list:
     """The contract's metric history object as JSON, in pieces for one final join.
 
     Points are ordered by step, then timestamp; NaN/Infinity are null; min/max are
@@ -162,7 +141,7 @@ def encode_metric(metric_name, series: Series, *, max_points=None, since_step=No
     over every selected point; ``max_points`` then thins them for plotting and adds
     ``downsampled``.
     """
-    series = window(ordered(series), since_step, since_timestamp)
+    series = window(ordered(series), since_step, since_timestamp, max_step)
     summary = stats(series)
     if max_points is not None:
         shown = downsample(series, max_points)
@@ -170,6 +149,12 @@ def encode_metric(metric_name, series: Series, *, max_points=None, since_step=No
         series = shown
     return [orjson.dumps({"metric_name": metric_name})[:-1], b',"history":[',
             *encode_points(series), b"],", orjson.dumps(summary)[1:]]
+
+
+def last_value(series: Series):
+    """The value of the latest point (greatest step, then timestamp), as ``stats`` reports
+    it for the whole series; None for an empty one."""
+    return finite_or_none(ordered(series).values[-1]) if series.size else None
 
 
 def encode_points(series: Series) -> list:

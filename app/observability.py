@@ -1,8 +1,8 @@
 """Observability: Prometheus metrics at ``GET /metrics`` and one JSON access-log line per request.
 
-The rest of the service reports through small calls into this module (the gateway for
-MLflow requests, the run cache for Redis errors and lookups, the service for cache hits
-and single-flight waits); nothing else imports prometheus_client.
+The rest of the service reports through small calls into this module (the MLflow
+transport for its requests, the cache for Redis errors, lookups and single-flight
+waits); nothing else imports prometheus_client.
 
 Metrics are process globals, as prometheus_client keeps them. Under gunicorn with
 several workers each worker would count on its own and a scrape would see whichever
@@ -92,12 +92,6 @@ def observe_mlflow(endpoint: str, send, *args, **kwargs):
     finally:
         MLFLOW_SECONDS.labels(label).observe(time.perf_counter() - started)
         MLFLOW_REQUESTS.labels(label, status).inc()
-
-
-def track_gateway(gateway):
-    """Remember a request's MLflow gateway: its call count goes into the access log."""
-    if has_request_context():
-        g.setdefault("mlflow_gateways", []).append(gateway)
 
 
 def cache_error(operation: str):
@@ -203,7 +197,8 @@ def _record(response):
             "duration_ms": round(seconds * 1000, 2),
             "bytes": response.content_length,
             "cache": cache,
-            "mlflow_calls": sum(gateway.calls for gateway in g.get("mlflow_gateways", [])),
+            # The request's MLflow call counter (app/context.py), if it asked MLflow.
+            "mlflow_calls": g.mlflow_calls.count if "mlflow_calls" in g else 0,
             "client": request.remote_addr,  # after ProxyFix
         }).decode())
 

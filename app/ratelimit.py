@@ -21,6 +21,7 @@ from flask import current_app, request
 from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded
 from flask_limiter.util import get_remote_address
 
+from app.cache.settings import limiter_storage
 from app.errors import error_payload
 
 LIMITED_BLUEPRINTS = {"mlflow"}  # app/routes.py
@@ -39,7 +40,7 @@ def init_app(app):
     except ValueError:
         raise ValueError(f"RATE_LIMIT={rate!r} is not a rate such as '120/minute' "
                          "or '10/second;600/hour'") from None
-    uri, options = storage(config)
+    uri, options = limiter_storage(config)
     limiter = Limiter(
         get_remote_address,
         app=app,
@@ -68,25 +69,6 @@ def too_many_requests(error: RateLimitExceeded):
     return payload, status, headers
 
 
-def storage(config) -> tuple[str, dict]:
-    """flask-limiter's storage URI and options: the cache's Redis, else process memory."""
-    if not (config.get("REDIS_URL") or config.get("REDIS_SENTINELS") or config.get("REDIS_CLUSTER")):
-        return "memory://", {}
-    timeout = config["REDIS_SOCKET_TIMEOUT"]
-    # Keys next to the cache's, so one prefix (and one ACL rule) covers the service.
-    options = {"key_prefix": config["CACHE_KEY_PREFIX"] + "ratelimit",
-               "socket_timeout": timeout, "socket_connect_timeout": timeout}
-    if config.get("REDIS_PASSWORD") and not config.get("REDIS_URL"):
-        options["password"] = config["REDIS_PASSWORD"]
-    if config.get("REDIS_SENTINELS"):
-        hosts = ",".join(h.strip() for h in config["REDIS_SENTINELS"].split(","))
-        return f"redis+sentinel://{hosts}/{config['REDIS_SENTINEL_MASTER']}", options
-    if config.get("REDIS_CLUSTER"):
-        hosts = ",".join(h.strip() for h in config["REDIS_CLUSTER"].split(","))
-        return f"redis+cluster://{hosts}", options
-    return config["REDIS_URL"], options
-
-
 def _cost(rate):
     """The cost of a request: its units, at most the smallest limit's amount."""
     most = min(item.amount for item in limits.parse_many(rate))
@@ -95,7 +77,9 @@ def _cost(rate):
 
 def _units() -> int:
     """One per RUNS_PER_UNIT runs a /mlflow/runs request may select; one for any other."""
-    body = request.get_json(silent=True) if request.endpoint == RUNS_ENDPOINT else None
+    if request.endpoint != RUNS_ENDPOINT:
+        return 1
+    body = _query_fields() if request.method in ("GET", "HEAD") else request.get_json(silent=True)
     if not isinstance(body, dict):
         return 1
     limit, run_ids = body.get("limit"), body.get("run_ids")
@@ -106,8 +90,19 @@ def _units() -> int:
     return max(1, math.ceil(runs / RUNS_PER_UNIT))
 
 
+def _query_fields() -> dict:
+    """``limit`` and ``run_ids`` of a GET form, as the body would carry them."""
+    fields = {"run_ids": request.args.getlist("run_ids")}
+    try:  # as queryforms will read it ("+1000" too); what it refuses is a 422 anyway
+        fields["limit"] = int(request.args["limit"])
+    except (KeyError, ValueError):
+        pass
+    return fields
+
+
 def _not_limited() -> bool:
-    return request.blueprint not in LIMITED_BLUEPRINTS
+    # A CORS preflight (OPTIONS) costs nothing and precedes the request that is counted.
+    return request.blueprint not in LIMITED_BLUEPRINTS or request.method == "OPTIONS"
 
 
 def _message(rate):

@@ -1,18 +1,20 @@
 """Request and response schemas: the JSON contract of the original MLflow Logs API.
 
-Bounds come from ``Config`` (the environment) so that the published OpenAPI spec
-states the same limits the service enforces. Unknown request fields are rejected (marshmallow's default RAISE), so a typo
-such as ``experiment_nme`` is a 422 naming it rather than silently ignored.
+Bounds set by the operator (MAX_RUNS_LIMIT, MAX_HTTP_TIMEOUT) are the app's settings,
+read when a request is validated and when the spec is made (app/fields.py), so the
+published OpenAPI spec states the limits the service enforces. Unknown request fields
+are rejected (marshmallow's default RAISE), so a typo such as ``experiment_nme`` is a
+422 naming it rather than silently ignored.
 """
 import marshmallow as ma
 from marshmallow import fields, validate
 
+from app.access.connection import Connection
+from app.access.profiles import PROFILE_NAME
+from app.runs.query import RUN_STATUSES, RunsQuery, RunsRequest
+from app.fields import SettingLength, SettingRange
 from app.uris import http_uri
-from config import Config
 
-
-# Names of operator-configured connection profiles (MLFLOW_PROFILES).
-PROFILE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 # Fields a connection profile sets; a request naming a profile may not send them.
 PROFILE_REPLACES = ("tracking_uri", "username", "password", "insecure_tls")
 
@@ -35,7 +37,6 @@ class StrictFloat(fields.Float):
         return super()._deserialize(value, attr, data, **kwargs)
 
 
-RUN_STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
 MIN_MAX_POINTS = 10  # room for the first and last point and a few buckets' extremes
 
 
@@ -66,7 +67,7 @@ class ConnectionSchema(ma.Schema):
         load_default=True, metadata={"description": "Skip TLS verification (self-signed certs)"})
     http_timeout = StrictFloat(
         load_default=15.0,
-        validate=validate.Range(min=0.001, max=Config.MAX_HTTP_TIMEOUT),
+        validate=SettingRange(min=0.001, max_setting="MAX_HTTP_TIMEOUT"),
         metadata={"description": "Seconds the whole request may take"})
 
     @ma.validates_schema(pass_original=True)
@@ -80,6 +81,10 @@ class ConnectionSchema(ma.Schema):
         if clashing:
             raise ma.ValidationError({f: ["Not allowed with profile: the profile sets it."]
                                       for f in clashing})
+
+    @ma.post_load(pass_original=True)
+    def typed(self, data, original, **kwargs):
+        return Connection.of(data)
 
 
 def document_connection_rule(spec):
@@ -96,6 +101,39 @@ def document_connection_rule(spec):
             component.update(rule)
 
 
+def prepare_spec(api):
+    """Before the routes are registered: no ``"default": null`` on a field that refuses
+    null (Swagger UI's "Try it out" would send it: ``"profile": null`` was a 422) nor on
+    a query parameter, and
+    no PaginationMetadata schema (flask-smorest's own; no route is paginated)."""
+    api.ma_plugin.converter.add_attribute_function(_no_null_default)
+    api.ma_plugin.converter.add_parameter_attribute_function(_no_null_parameter_default)
+    api.spec.components.schemas.pop("PaginationMetadata", None)
+
+
+def _no_null_default(converter, field, ret, **kwargs):
+    if ret.get("default", 0) is None and not field.allow_none:
+        del ret["default"]
+    return {}
+
+
+def _no_null_parameter_default(converter, field, ret, **kwargs):
+    # A query parameter is absent or a text: null is no value it can have.
+    schema = ret.get("schema", {})
+    if schema.get("default", 0) is None:
+        del schema["default"]
+    schema.pop("nullable", None)
+    return {}
+
+
+# The prefilled bodies of /docs "Try it out": the fields a first call needs; fill in the
+# URL and credentials of a real MLflow (or replace all three with "profile").
+CONNECTION_EXAMPLE = {"tracking_uri": "http://127.0.0.1:5000", "username": "admin",
+                      "password": "password1234", "http_timeout": 15}
+RUNS_EXAMPLE = {**CONNECTION_EXAMPLE, "experiment_name": "Default", "limit": 3,
+                "max_points": 500}
+
+
 class RunsQuerySchema(ConnectionSchema):
     experiment_name = fields.String(
         load_default=None, allow_none=True, validate=validate.Length(min=1, max=500),
@@ -107,7 +145,7 @@ class RunsQuerySchema(ConnectionSchema):
         load_default=None, allow_none=True, validate=validate.Length(min=1, max=100),
         metadata={"description": "One run, by id"})
     limit = fields.Integer(
-        load_default=10, strict=True, validate=validate.Range(min=1, max=Config.MAX_RUNS_LIMIT),
+        load_default=10, strict=True, validate=SettingRange(min=1, max_setting="MAX_RUNS_LIMIT"),
         metadata={"description": "Maximum number of runs (newest first); with run_ids, "
                                  "every listed run unless limit is sent"})
     include_metric_history = StrictBoolean(
@@ -128,7 +166,7 @@ class RunsQuerySchema(ConnectionSchema):
     # --- dashboard views: each optional; without them the answer is the contract's ---
     run_ids = fields.List(
         fields.String(validate=validate.Length(min=1, max=100)), load_default=None,
-        allow_none=True, validate=[validate.Length(min=1, max=Config.MAX_RUNS_LIMIT), _unique],
+        allow_none=True, validate=[SettingLength(min=1, max_setting="MAX_RUNS_LIMIT"), _unique],
         metadata={"uniqueItems": True, "description": "Several runs, answered in this order (or by order_by); a "
                                  "run that is missing, forbidden, deleted or filtered out is "
                                  "reported in `run_errors` instead of failing the request. All "
@@ -152,99 +190,32 @@ class RunsQuerySchema(ConnectionSchema):
         load_default=None, allow_none=True, strict=True,
         validate=validate.Range(min=-(2**63), max=2**63 - 2),
         metadata={"description": "Only points with a step greater than this (a live run's poll)"})
+    max_step = fields.Integer(
+        load_default=None, allow_none=True, strict=True,
+        validate=validate.Range(min=-(2**63), max=2**63 - 1),
+        metadata={"description": "Only points with a step at most this (a zoom); with "
+                                 "since_step, the points with since_step < step <= max_step. "
+                                 "Must be greater than since_step"})
     since_timestamp = fields.Integer(
         load_default=None, allow_none=True, strict=True,
         validate=validate.Range(min=-(2**63), max=2**63 - 1),
         metadata={"description": "Only points logged after this time (ms since the epoch)"})
+    include_tags = StrictBoolean(
+        load_default=False,
+        metadata={"description": "Add each run's MLflow tags as `tags` {key: value}, all of "
+                                 "them (mlflow.* included, as MLflow's API returns them)"})
     format = fields.String(
         load_default=None, allow_none=True, validate=validate.OneOf(["json", "csv"]),
         metadata={"description": "csv: the selected histories as CSV rows (run_id, run_name, "
                                  "metric, step, value, timestamp), streamed; also chosen by "
                                  "`Accept: text/csv`. Default json"})
 
+    @ma.validates_schema
+    def step_range(self, data, **kwargs):
+        since, most = data.get("since_step"), data.get("max_step")
+        if since is not None and most is not None and most <= since:
+            raise ma.ValidationError(f"Must be greater than since_step ({since}).", "max_step")
+
     @ma.post_load(pass_original=True)
-    def every_listed_run(self, data, original, **kwargs):
-        # The default limit (10) must not cut a list of runs the caller wrote out;
-        # a limit sent with run_ids applies.
-        if data.get("run_ids") and "limit" not in original:
-            data["limit"] = len(data["run_ids"])
-        return data
-
-
-# --- responses --------------------------------------------------------------
-
-class CacheStatusSchema(ma.Schema):
-    backend = fields.String(metadata={"description": "RedisCache, RedisSentinelCache, "
-                                                     "RedisClusterCache or SimpleCache"})
-    available = fields.Boolean(metadata={"description": "The cache answered just now"})
-
-
-class HealthSchema(ma.Schema):
-    status = fields.String(metadata={"description": "healthy or unhealthy"})
-    mlflow_accessible = fields.Boolean()
-    experiments_found = fields.Integer(allow_none=True)
-    authentication = fields.String(metadata={"description": "basic_auth or none"})
-    ssl_verification = fields.Boolean()
-    error = fields.String(metadata={"description": "Why MLflow is not accessible"})
-    error_code = fields.Integer(metadata={"description": "The status /mlflow/* would answer"})
-    cache = fields.Nested(CacheStatusSchema)
-
-
-class ExperimentSchema(ma.Schema):
-    experiment_id = fields.String()
-    name = fields.String()
-    artifact_location = fields.String(allow_none=True)
-    lifecycle_stage = fields.String()
-
-
-class ExperimentsSchema(ma.Schema):
-    success = fields.Boolean()
-    total_experiments = fields.Integer()
-    experiments = fields.List(fields.Nested(ExperimentSchema))
-
-
-class PointSchema(ma.Schema):
-    step = fields.Integer()
-    value = fields.Float(allow_none=True, metadata={"description": "null for NaN/Infinity"})
-    timestamp = fields.Integer()
-
-
-class MetricHistorySchema(ma.Schema):
-    metric_name = fields.String()
-    history = fields.List(fields.Nested(PointSchema))
-    total_points = fields.Integer()
-    min_value = fields.Float(allow_none=True)
-    max_value = fields.Float(allow_none=True)
-    last_value = fields.Float(allow_none=True)
-    downsampled = fields.Boolean(metadata={
-        "description": "Only with max_points: true if points were dropped for plotting "
-                       "(total_points still counts them all)"})
-
-
-class RunSchema(ma.Schema):
-    run_id = fields.String()
-    run_name = fields.String(allow_none=True)
-    status = fields.String()
-    duration_seconds = fields.Float(allow_none=True, metadata={"description": "null without end time"})
-    parameters = fields.Dict(keys=fields.String(), values=fields.String())
-    metrics_summary = fields.Dict(keys=fields.String(), values=fields.Float(allow_none=True))
-    metrics_history = fields.List(fields.Nested(MetricHistorySchema))
-
-
-class RunErrorSchema(ma.Schema):
-    run_id = fields.String()
-    code = fields.Integer(metadata={"description": "403 or 404"})
-    status = fields.String()
-    message = fields.String()
-
-
-class RunsSchema(ma.Schema):
-    success = fields.Boolean()
-    experiment_name = fields.String(allow_none=True)
-    total_runs = fields.Integer()
-    runs = fields.List(fields.Nested(RunSchema))
-    message = fields.String()
-    unknown_metric_keys = fields.List(fields.String(), metadata={
-        "description": "Only with metric_keys: those that none of the runs has"})
-    run_errors = fields.List(fields.Nested(RunErrorSchema), metadata={
-        "description": "Only with run_ids: the runs that could not be read, and why"})
+    def typed(self, data, original, **kwargs):
+        return RunsRequest(Connection.of(data), RunsQuery.of(data, set(original)))

@@ -10,7 +10,7 @@ import pytest
 import redis
 from mlflow.tracking import MlflowClient
 
-from app.cache import normalize_uri
+from app.cache.keys import normalize_uri
 from tests.support.calls import poll
 from tests.support.redis_server import RedisServer
 from tests.support.overrides import scratch_mlflow_server  # noqa: F401  (writes to MLflow)
@@ -22,7 +22,7 @@ def all_redis_bytes(redis_url, prefix):
 
 
 def test_second_poll_of_finished_runs_asks_mlflow_nothing(cached_app, body, proxy, mlflow_server):
-    client = cached_app().test_client()
+    client = cached_app(RUN_LIST_TTL=300).test_client()  # the listing outlives a slow first poll
     for selector in ({"run_id": mlflow_server.ids["runs"]["finished"]},
                      {"experiment_name": "secret-exp"}):  # its runs are all finished
         proxy.reset()
@@ -78,7 +78,8 @@ def test_running_run_is_fetched_fresh_and_cached_once_finished(cached_app, body,
     experiment_id = admin_client.create_experiment(f"live-{os.getpid()}-{time.time_ns()}")
     run_id = admin_client.create_run(experiment_id).info.run_id
     admin_client.log_metric(run_id, "loss", 1.0, step=0)
-    client = cached_app(RUN_LIST_TTL=1).test_client()
+    list_ttl = 5  # long enough that two polls under load fall within one listing's life
+    client = cached_app(RUN_LIST_TTL=list_ttl).test_client()
 
     def history():
         payload = poll(client, body(run_id=run_id)).get_json()
@@ -88,7 +89,7 @@ def test_running_run_is_fetched_fresh_and_cached_once_finished(cached_app, body,
     admin_client.log_metric(run_id, "loss", 0.5, step=1)
     assert history() == [1.0, 0.5]  # RUNNING: new points on the next poll
     admin_client.set_terminated(run_id)
-    time.sleep(cached_app().config["RUN_LIST_TTL"] + 0.1)
+    time.sleep(list_ttl + 0.1)
     assert history() == [1.0, 0.5]
     proxy.reset()
     assert history() == [1.0, 0.5]
@@ -225,7 +226,7 @@ def test_no_password_in_redis_or_logs(cached_app, body, mlflow_server, redis_url
 
 
 def test_local_copies_are_bounded_and_checked():
-    from app.cache import LocalCopies
+    from app.cache.copies import LocalCopies
 
     local = LocalCopies(max_bytes=10, max_entry=6, ttl=60)
     local.put("a", {"fingerprint": "f1"}, b"aaaa")
@@ -245,9 +246,9 @@ def test_local_copies_are_bounded_and_checked():
 
 def test_warm_poll_from_the_workers_copy_reads_no_run_from_redis(cached_app, body, proxy,
                                                                  mlflow_server, monkeypatch):
-    from app.cache import RunCache
+    from app.cache.run_cache import RunCache
 
-    client = cached_app().test_client()
+    client = cached_app(RUN_LIST_TTL=300).test_client()  # the listing outlives a slow poll
     query = body(run_id=mlflow_server.ids["runs"]["finished"])
     first = poll(client, query)
     reads = []
@@ -259,7 +260,7 @@ def test_warm_poll_from_the_workers_copy_reads_no_run_from_redis(cached_app, bod
     assert second.data == first.data and proxy.count() == 0
     assert reads == []   # served from the worker's own copy
     # another app (another worker) has no copy: it reads the shared entry once, then keeps it
-    other = cached_app().test_client()
+    other = cached_app(RUN_LIST_TTL=300).test_client()
     assert poll(other, query).data == first.data
     assert len(reads) == 1
     poll(other, query)

@@ -1,8 +1,9 @@
 """Which flask-caching backend each setting picks (unit tests, no Redis needed)."""
 import pytest
 
-from app.cache import JsonSerializer
-from app.extensions import cache_config
+from app.cache.entries import Seal
+from app.cache.settings import cache_config
+from app.cache.store import JsonSerializer
 from config import Config
 
 
@@ -38,8 +39,7 @@ def test_serializer_round_trips_and_refuses_pickle():
 
 
 def test_macs_keep_fields_apart():
-    from app.cache import RunCache
-    cache = RunCache(None, secret=b"k", run_ttl=1, list_ttl=1, auth_ttl=1, kind="x")
+    cache = Seal(b"k")
     assert cache.mac("u", "a\0b", "c") != cache.mac("u", "a", "b\0c")
     assert cache.mac(None, "p") != cache.mac("", "p")
     assert cache.mac("u", "p") == cache.mac("u", "p")

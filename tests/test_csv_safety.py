@@ -64,7 +64,7 @@ def test_csv_neutralises_formula_cells_and_keeps_numbers(client, mlflow_scratch_
 
 # --- response headers (item 11) ---------------------------------------------------
 
-HEADER_BYTES = 1536  # app.export.HEADER_BYTES: each list header's budget
+HEADER_BYTES = 1536  # app.runs.export.HEADER_BYTES: each list header's budget
 
 
 def post_csv(client, body):

@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, strategies as st
 
 from app import history
-from app.mlflow_shapes import NotMlflow
+from app.mlflow.records import from_records
+from app.mlflow.shapes import WrongShape as NotMlflow
 
 
 @pytest.mark.parametrize("raw, expected", [
@@ -24,7 +25,7 @@ def encoded(series):
 
 
 def summarize(records):
-    return encoded(history.from_records(records))
+    return encoded(from_records(records))
 
 
 def points(summary):
@@ -65,7 +66,7 @@ def test_empty_and_all_nan():
 
 
 def test_pages_concatenate():
-    pages = [history.from_records([{"step": i, "value": i, "timestamp": i}]) for i in (3, 1, 2)]
+    pages = [from_records([{"step": i, "value": i, "timestamp": i}]) for i in (3, 1, 2)]
     assert [p["step"] for p in points(encoded(history.concat(pages)))] == [1, 2, 3]
 
 
@@ -108,4 +109,4 @@ def test_duration():
 ])
 def test_records_mlflow_would_not_send_are_named(record, what):
     with pytest.raises(NotMlflow, match=re.escape(what)):
-        history.from_records([{"step": 0, "value": 1.0, "timestamp": 0}, record])
+        from_records([{"step": 0, "value": 1.0, "timestamp": 0}, record])

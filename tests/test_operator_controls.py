@@ -406,7 +406,7 @@ def test_gunicorn_workers_share_the_limit_and_healthcheck_works(gunicorn_with_li
 def test_rate_limit_storage_is_the_caches_redis():
     from limits.storage import storage_from_string
 
-    from app.ratelimit import storage
+    from app.cache.settings import limiter_storage as storage
     from config import Config
 
     base = {k: getattr(Config, k) for k in dir(Config) if k.isupper()}

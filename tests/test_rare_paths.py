@@ -55,7 +55,7 @@ def test_without_grants_a_revocation_takes_effect_at_once(cached_app, body, mlfl
 # --- the masked 500 ----------------------------------------------------------------------
 
 def test_an_unexpected_error_is_a_500_that_tells_nothing(app, monkeypatch, caplog):
-    from app import service
+    from app.runs import assembly as service
 
     app.config["PROPAGATE_EXCEPTIONS"] = False  # as deployed (TESTING would re-raise it)
     client = app.test_client()

@@ -12,7 +12,7 @@ from tests.support.calls import post_runs
 from tests.support.overrides import module_wide_client, scratch_mlflow_server  # noqa: F401
 
 MANY = 300
-LOOKUPS = 20  # app.selection.RUN_LOOKUPS
+LOOKUPS = 20  # app.runs.by_ids.RUN_LOOKUPS
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,9 @@ import json
 import pytest
 
 from app import errors
-from app.gateway import MlflowTarget, reads
+from app.mlflow.api import reads
+from app.mlflow.errors import NotMlflow
+from app.mlflow.target import MlflowTarget
 from tests.support.fake_mlflow import AJAX, API, EXPERIMENT, POINT, RUNS
 
 
@@ -151,8 +153,10 @@ def test_a_reading_error_no_check_foresaw_is_a_502():
         def read(self):
             return {}["experiment"]
 
-    with pytest.raises(errors.UpstreamError) as raised:
+    with pytest.raises(NotMlflow) as raised:
         Reader().read()
-    assert raised.value.description == (
+    answer = errors.for_mlflow(raised.value)  # the one mapping, at the edge
+    assert isinstance(answer, errors.UpstreamError)
+    assert answer.description == (
         "MLflow at http://mlflow.internal answered 200 to /api/2.0/mlflow/x with a body that is "
         "not MLflow's: it could not be read (KeyError).")

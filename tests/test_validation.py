@@ -98,7 +98,7 @@ def test_form_body_is_415_not_ignored(client):
 
 def test_unknown_route_and_method_use_the_error_shape(client):
     assert client.post("/nope", json={}).get_json()["code"] == 404
-    response = client.get("/mlflow/runs")
+    response = client.put("/mlflow/runs")  # GET has a form (app/queryforms.py); PUT none
     assert response.status_code == 405 and response.get_json()["success"] is False
 
 
@@ -184,3 +184,21 @@ def test_an_integer_too_large_for_its_field_is_422_naming_it(client, field, digi
     assert response.status_code == 422, response.get_data()
     assert field in error_fields(response)
     assert mlflow_calls == []
+
+
+def test_limits_come_from_the_apps_own_settings_and_the_spec_says_them():
+    from app import create_app
+
+    small = create_app({"TESTING": True, "MAX_RUNS_LIMIT": 5, "MAX_HTTP_TIMEOUT": 2}).test_client()
+    body = {"tracking_uri": "http://127.0.0.1:1", "limit": 50, "http_timeout": 100,
+            "run_ids": [f"r{i}" for i in range(6)]}
+    answer = small.post("/mlflow/runs", json=body)
+    assert answer.status_code == 422
+    assert set(answer.get_json()["errors"]) == {"limit", "http_timeout", "run_ids"}
+    spec = small.get("/openapi.json").get_json()["components"]["schemas"]
+    assert spec["RunsQuery"]["properties"]["limit"]["maximum"] == 5
+    assert spec["RunsQuery"]["properties"]["run_ids"]["maxItems"] == 5
+    assert spec["Connection"]["properties"]["http_timeout"]["maximum"] == 2
+    # another app, made after, keeps the defaults
+    default = create_app({"TESTING": True}).test_client().get("/openapi.json").get_json()
+    assert default["components"]["schemas"]["RunsQuery"]["properties"]["limit"]["maximum"] == 1000

@@ -122,8 +122,8 @@ def test_csv_export_of_a_million_points_streams_in_bounded_memory():
     import io
     import tracemalloc
 
-    from app import export
-    from app.views import View
+    from app.runs import export
+    from app.runs.views import View
 
     n = 1_000_000
     steps = np.arange(n, dtype=np.int64)

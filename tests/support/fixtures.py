@@ -44,16 +44,16 @@ def as_user(mlflow_server):
 @pytest.fixture
 def mlflow_calls(monkeypatch):
     """Every MLflow endpoint the service calls during the test, in order."""
-    from app.gateway import MlflowGateway
+    from app.mlflow.transport import Transport
 
     calls = []
-    original = MlflowGateway.call
+    original = Transport.call
 
     def recording(self, method, endpoint, **kwargs):
         calls.append(endpoint)
         return original(self, method, endpoint, **kwargs)
 
-    monkeypatch.setattr(MlflowGateway, "call", recording)
+    monkeypatch.setattr(Transport, "call", recording)
     return calls
 
 

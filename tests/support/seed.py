@@ -223,3 +223,27 @@ def seed_many_runs(db_uri: str, experiment_name: str, n: int) -> tuple[str, list
         experiment_id = str(experiment.experiment_id)
     store.engine.dispose()
     return experiment_id, run_ids
+
+
+def seed_big_run(db_uri: str, points: int, name: str = "big") -> str:
+    """A FINISHED run in the Default experiment with one metric ``big`` of ``points``
+    points (200,000 make a ~13 MB JSON answer); its run id. The points go in with one
+    sqlite executemany (MLflow's ORM takes ~50 s for 200,000 on a busy machine), the last
+    one through the store so that the run's latest value is set."""
+    import sqlite3
+
+    from mlflow.entities import RunStatus
+
+    store = _store(db_uri)
+    run_id = store.create_run("0", user_id="admin", start_time=BASE_TIME_MS, tags=[],
+                              run_name=name).info.run_id
+    store.update_run_info(run_id, RunStatus.FINISHED, BASE_TIME_MS + points, name)
+    store.engine.dispose()
+    series = [Point(s, s / 7, BASE_TIME_MS + s) for s in range(points)]
+    with sqlite3.connect(db_path(db_uri)) as db:
+        db.executemany("INSERT INTO metrics (key, value, timestamp, run_uuid, step, is_nan) "
+                       "VALUES ('big', ?, ?, ?, ?, 0)",
+                       [(p.value, p.timestamp, run_id, p.step) for p in series[:-1]])
+    db.close()
+    write_metrics_raw(db_uri, run_id, {"big": series[-1:]})
+    return run_id

@@ -2,7 +2,7 @@
 
 A server that answers 200 with JSON of another shape (``[1,2,3]``, ``{"experiment":
 null}``, a run without ``info``, a metric step ``"abc"``) is not behaving like MLflow:
-the gateway turns ``NotMlflow`` into a 502 naming the endpoint and what was wrong, instead
+the transport turns ``WrongShape`` into ``NotMlflow``, answered as into a 502 naming the endpoint and what was wrong, instead
 of a KeyError deep in the service. Each checker takes a value and where it sits in the
 answer, and returns the value. Only what the service reads is checked: missing lists are
 empty (MLflow leaves out empty repeated fields), unknown keys are ignored.
@@ -13,7 +13,7 @@ INT64 = 2**63
 INTEGER_TEXT = re.compile(r"-?[0-9]{1,19}")
 
 
-class NotMlflow(ValueError):
+class WrongShape(ValueError):
     """What is wrong with an answer, e.g. ``'experiment' is not an object``."""
 
 
@@ -23,7 +23,7 @@ def _name(where, key):
 
 def obj(value, where: str) -> dict:
     if not isinstance(value, dict):
-        raise NotMlflow(f"'{where}' is not an object")
+        raise WrongShape(f"'{where}' is not an object")
     return value
 
 
@@ -32,14 +32,14 @@ def listed(container: dict, key: str, where: str) -> list:
     if value is None:
         return []
     if not isinstance(value, list):
-        raise NotMlflow(f"'{where}' is not a list")
+        raise WrongShape(f"'{where}' is not a list")
     return value
 
 
 def text(container: dict, key: str, where: str, *, required=True):
     value = container.get(key)
     if (value is not None or required) and not isinstance(value, str):
-        raise NotMlflow(f"'{_name(where, key)}' is not a string")
+        raise WrongShape(f"'{_name(where, key)}' is not a string")
     return value
 
 
@@ -50,7 +50,7 @@ def integer(container: dict, key: str, where: str):
         return value
     if isinstance(value, str) and INTEGER_TEXT.fullmatch(value) and -INT64 <= int(value) < INT64:
         return value
-    raise NotMlflow(f"'{_name(where, key)}' is not a 64-bit integer")
+    raise WrongShape(f"'{_name(where, key)}' is not a 64-bit integer")
 
 
 def number(container: dict, key: str, where: str):
@@ -64,7 +64,7 @@ def number(container: dict, key: str, where: str):
             return value
         except ValueError:
             pass
-    raise NotMlflow(f"'{_name(where, key)}' is not a number")
+    raise WrongShape(f"'{_name(where, key)}' is not a number")
 
 
 # --- MLflow's objects ----------------------------------------------------------------
@@ -111,7 +111,7 @@ def _run_data(data, where):
 def _unique_keys(entries, where):
     # A run has one param, tag and latest metric per key: the service keys them so.
     if len({entry["key"] for entry in entries}) != len(entries):
-        raise NotMlflow(f"'{where}' lists a key more than once")
+        raise WrongShape(f"'{where}' lists a key more than once")
 
 
 def point(value, where, *, run_id=False) -> dict:

@@ -1,4 +1,4 @@
-"""What MLflow's answers and failures mean, in the gateway's words for the caller.
+"""What MLflow's answers and failures mean, in the service's words for the caller.
 
 Only MLflow's own error message is ever passed on. Any other body (a proxy's HTML page,
 another service's JSON or traceback, a banner of something that is not HTTP) may hold
@@ -13,11 +13,10 @@ import ssl
 import orjson
 import requests
 
-from app import errors
+from app.mlflow.errors import NotMlflow, Rejected, TlsFailure, Unreachable
 
 MESSAGE_MAX = 500          # characters of MLflow's message passed on
 MLFLOW_ERROR_CODE = re.compile(r"[A-Z][A-Z0-9_]{0,99}")  # RESOURCE_DOES_NOT_EXIST ...
-NOT_AN_MLFLOW_ERROR = "a body that is not an MLflow error"
 
 
 def parse_json(content: bytes):
@@ -78,39 +77,23 @@ def mlflow_message(response) -> str | None:
     return text if len(text) <= MESSAGE_MAX else text[:MESSAGE_MAX] + "…"
 
 
-def declined_message(response) -> str:
-    """What MLflow said to a call the caller handles itself (``Declined``)."""
-    return (mlflow_message(response)
-            or f"it answered {response.status_code} with {NOT_AN_MLFLOW_ERROR}")
-
-
-def status_error(target, response):
-    """The service error for MLflow's non-200 answer ``response``."""
-    status, message = response.status_code, mlflow_message(response)
-    said = f": {message}" if message else "."  # MLflow's auth itself answers these in text
-    if status == 401:
-        return errors.Unauthorized(f"MLflow rejected the credentials{as_user(target)}{said}")
-    if status == 403:
-        return errors.Forbidden(f"MLflow denied access{as_user(target)}{said}")
-    if status == 404 and error_code(response) == "RESOURCE_DOES_NOT_EXIST":
-        return errors.NotFound(message)
+def rejected(target, response) -> Rejected:
+    """MLflow's non-200 answer ``response``, with MLflow's own words if it gave any."""
     endpoint = response.request.path_url.split("?")[0]
-    if message:
-        return errors.UpstreamError(f"{target.label} answered {status} to {endpoint}: {message}")
-    return errors.UpstreamError(f"{target.label} answered {status} to {endpoint} "
-                                f"with {NOT_AN_MLFLOW_ERROR}.")
+    return Rejected(target, response.status_code, error_code(response),
+                    mlflow_message(response), endpoint)
 
 
-def shape_error(target, endpoint, what):
+def shape_error(target, endpoint, what) -> NotMlflow:
     """A 200 whose JSON is not what MLflow answers to ``endpoint``."""
-    return errors.UpstreamError(f"{target.label} answered 200 to {endpoint} with a body that "
-                                f"is not MLflow's: {what}.")
+    return NotMlflow(target, f"{target.label} answered 200 to {endpoint} with a body that "
+                             f"is not MLflow's: {what}.")
 
 
-def not_json_error(target):
+def not_json_error(target) -> NotMlflow:
     hint = ("ask the operator to check the profile" if target.profile
             else "is tracking_uri the MLflow server's base URL?")
-    return errors.UpstreamError(f"{target.label} answered 200 with a body that is not JSON; {hint}")
+    return NotMlflow(target, f"{target.label} answered 200 with a body that is not JSON; {hint}")
 
 
 # --- failures below HTTP: our own wording per kind, never the exception's text ----------------
@@ -155,11 +138,11 @@ def failure_kind(exc) -> str:
     return "the connection failed"
 
 
-def connection_error(target, exc):
-    return errors.UpstreamError(f"Cannot reach {target.label}: {failure_kind(exc)}.")
+def connection_error(target, exc) -> Unreachable:
+    return Unreachable(target, f"Cannot reach {target.label}: {failure_kind(exc)}.")
 
 
-def tls_error(target, exc):
+def tls_error(target, exc) -> TlsFailure:
     """A 502 naming the TLS failure in our OpenSSL's words (its reason code and verify
     message, never the server's), with the advice for a self-signed certificate."""
     chain = _chain(exc)
@@ -170,10 +153,10 @@ def tls_error(target, exc):
                and not target.profile else "")
         advice = ("the operator can set \"insecure_tls\": true in the profile" if target.profile
                   else "send \"insecure_tls\": true")
-        return errors.UpstreamError(
-            f"TLS certificate of {target.label} could not be verified (SSL: "
+        return TlsFailure(
+            target, f"TLS certificate of {target.label} could not be verified (SSL: "
             f"CERTIFICATE_VERIFY_FAILED{why}). For a self-signed certificate, {advice}.")
     reason = next((item.reason for item in chain
                    if isinstance(item, ssl.SSLError) and isinstance(item.reason, str)), None)
-    return errors.UpstreamError(f"TLS handshake with {target.label} failed"
-                                + (f" (SSL: {reason})." if reason else "."))
+    return TlsFailure(target, f"TLS handshake with {target.label} failed"
+                      + (f" (SSL: {reason})." if reason else "."))

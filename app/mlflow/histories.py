@@ -13,18 +13,22 @@ answer may have been sampled is fetched in full instead, and cut by the caller.
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 from app import history
-from app.gateway import BULK_MAX_RUNS, Declined
+from app.mlflow.api import BULK_MAX_RUNS
+from app.mlflow.errors import Rejected
 
-EMPTY = history.from_records([])
+EMPTY = history.empty()
+# Refusals of a bulk call that per-run calls may still get past: one forbidden run, or a
+# server or proxy without the ajax routes.
+BULK_REFUSALS = {403, 404, 405}
 
 
-def fetch_histories(gateway, wanted, concurrency, since_step=None):
+def fetch_histories(mlflow, wanted, concurrency, since_step=None):
     """{(run_id, key): history.Series} for every (run_id, key) pair in ``wanted``: the
     complete history, or with ``since_step`` at least every point after that step."""
     by_key = {}
     for run_id, key in wanted:
         by_key.setdefault(key, []).append(run_id)
-    fetcher = _Fetcher(gateway, concurrency, since_step)
+    fetcher = _Fetcher(mlflow, concurrency, since_step)
     try:
         return fetcher.run(by_key)
     finally:
@@ -33,8 +37,8 @@ def fetch_histories(gateway, wanted, concurrency, since_step=None):
 
 
 class _Fetcher:
-    def __init__(self, gateway, concurrency, since_step=None):
-        self.gateway = gateway
+    def __init__(self, mlflow, concurrency, since_step=None):
+        self.mlflow = mlflow
         self.since_step = since_step
         self.pool = ThreadPoolExecutor(max_workers=max(1, concurrency))
         self.pending = {}        # future -> ("bulk", key, run_ids) or ("run", key, run_id)
@@ -52,11 +56,11 @@ class _Fetcher:
 
     def _submit_batch(self, key, run_ids):
         if self.since_step is not None:
-            future = self.pool.submit(self.gateway.get_metric_history_since, run_ids, key,
+            future = self.pool.submit(self.mlflow.get_metric_history_since, run_ids, key,
                                       self.since_step)
             self.pending[future] = ("bulk", key, run_ids)
         elif len(run_ids) > 1:
-            future = self.pool.submit(self.gateway.get_metric_history_bulk, run_ids, key)
+            future = self.pool.submit(self.mlflow.get_metric_history_bulk, run_ids, key)
             self.pending[future] = ("bulk", key, run_ids)
         else:
             self._submit_runs(key, run_ids)
@@ -64,7 +68,7 @@ class _Fetcher:
     def _submit_runs(self, key, run_ids):
         """Per run: complete (paged), and each run gets its own answer."""
         for run_id in run_ids:
-            future = self.pool.submit(self.gateway.get_metric_history, run_id, key)
+            future = self.pool.submit(self.mlflow.get_metric_history, run_id, key)
             self.pending[future] = ("run", key, run_id)
 
     def _collect(self, future, kind, key, ids):
@@ -73,7 +77,9 @@ class _Fetcher:
             return
         try:
             by_run, complete = future.result()
-        except Declined:
+        except Rejected as refused:
+            if refused.status not in BULK_REFUSALS:
+                raise
             # Every batch is already under way by now, so a server without the bulk
             # route costs one quick refusal per metric key, not a wait for the first.
             by_run, complete = {}, set()

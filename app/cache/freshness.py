@@ -1,0 +1,28 @@
+"""When a cached copy of a run is still right: runs that are finished, unchanged since.
+
+MLflow lets a finished run be written to again (log_metric works; UpdateRun can set it
+RUNNING), so a copy is kept only under its run's *fingerprint*: what ``runs/get`` shows
+that a write would change. Points logged below the run's latest step change nothing
+here; RECENT_RUN_CACHE_TTL bounds how long they go unseen (app/cache/run_cache.py).
+"""
+import hashlib
+
+import orjson
+
+TERMINAL = frozenset({"FINISHED", "FAILED", "KILLED"})
+
+
+def terminal(run) -> bool:
+    """Finished, failed or killed: the only runs whose histories are cached."""
+    return run["info"].get("status") in TERMINAL
+
+
+def fingerprint(run: dict) -> str:
+    """What must not have changed for a cached copy of ``run`` to still be right."""
+    info, data = run["info"], run.get("data", {})
+    state = [info.get("status"), info.get("end_time"), info.get("lifecycle_stage"),
+             info.get("run_name"),
+             sorted((p["key"], p.get("value")) for p in data.get("params", [])),
+             sorted((m["key"], str(m.get("value")), m.get("step"), m.get("timestamp"))
+                    for m in data.get("metrics", []))]
+    return hashlib.blake2b(orjson.dumps(state), digest_size=16).hexdigest()

@@ -1,0 +1,129 @@
+"""One request's HTTP calls to MLflow: the shared session, its deadline, retries.
+
+A transport is made per request, holding that caller's credentials (never the process
+environment, which threads would share) and the request's deadline. It speaks HTTP
+with one pooled ``requests.Session`` per process, and raises the small family of
+``app.mlflow.errors``: what *our* answer is, is decided at the edge (app/errors.py).
+"""
+import threading
+import time
+from http.cookiejar import DefaultCookiePolicy
+
+import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+
+from app import observability
+from app.mlflow import wording
+from app.mlflow.errors import DeadlineSpent
+from app.mlflow.shapes import WrongShape
+
+# insecure_tls is the caller's explicit choice; a warning per request would only flood the log.
+urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+
+RETRY_STATUSES = {429, 503}
+
+
+class Deadline:
+    """The caller's ``http_timeout``, shared by every MLflow call of one request."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self._expires = time.monotonic() + seconds
+
+    def remaining(self) -> float:
+        return self._expires - time.monotonic()
+
+    def check(self, target=None) -> float:
+        left = self.remaining()
+        if left <= 0:
+            raise DeadlineSpent(target, f"MLflow did not answer within http_timeout="
+                                        f"{self.seconds:g}s; raise http_timeout or ask for "
+                                        "fewer runs.")
+        return left
+
+
+class CallCounter:
+    """MLflow requests made for one request (each retry counts): for X-Cache, the access
+    log and tests. Set up by the request (app/context.py); shared by its threads."""
+
+    def __init__(self):
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def add(self):
+        with self._lock:
+            self.count += 1
+
+
+_session_lock = threading.Lock()
+_sessions: dict[int, requests.Session] = {}
+
+
+def shared_session(pool_size: int) -> requests.Session:
+    """One keep-alive session per process (and pool size), reused by every request."""
+    with _session_lock:
+        session = _sessions.get(pool_size)
+        if session is None:
+            session = requests.Session()
+            # A cookie MLflow (or a proxy) sets for one caller must never ride along
+            # with another caller's request on this shared session.
+            session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+            session.trust_env = False  # no ~/.netrc credentials or proxy surprises
+            adapter = HTTPAdapter(pool_connections=16, pool_maxsize=pool_size, max_retries=0)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            _sessions[pool_size] = session
+        return session
+
+
+class Transport:
+    def __init__(self, target, deadline: Deadline, calls: CallCounter, *, max_retries: int = 2,
+                 pool_size: int = 8, session=None):
+        self.target, self.deadline, self.calls = target, deadline, calls
+        self.max_retries = max_retries
+        self.session = session or shared_session(pool_size)
+
+    def call(self, method: str, endpoint: str, *, params=None, body=None, shape=None) -> dict:
+        """One MLflow REST call, retried on 429/503 while the deadline allows: its JSON
+        object, checked by ``shape`` (app/mlflow/shapes.py). Raises ``Rejected`` for any
+        other status, ``NotMlflow`` for a body that is not MLflow's answer."""
+        for attempt in range(self.max_retries + 1):
+            response = self._send(method, endpoint, params, body)
+            if response.status_code not in RETRY_STATUSES or attempt == self.max_retries:
+                break
+            pause = wording.retry_after(response, default=0.25 * 2**attempt)
+            if pause >= self.deadline.remaining():
+                break
+            time.sleep(pause)
+        if response.status_code != 200:
+            raise wording.rejected(self.target, response)
+        try:
+            data = wording.parse_json(response.content)
+        except ValueError:
+            raise wording.not_json_error(self.target) from None
+        try:
+            if not isinstance(data, dict):
+                raise WrongShape("it is not a JSON object")
+            return shape(data) if shape else data
+        except WrongShape as exc:
+            raise wording.shape_error(self.target, endpoint, exc) from None
+
+    def _send(self, method, endpoint, params, body):
+        url = self.target.uri.rstrip("/") + endpoint
+        timeout = self.deadline.check()
+        self.calls.add()
+        try:
+            return observability.observe_mlflow(
+                endpoint, self.session.request,
+                method, url, params=params, json=body, headers=self.target.headers,
+                verify=self.target.verify_tls, timeout=timeout, allow_redirects=False,
+            )
+        except requests.exceptions.SSLError as exc:
+            raise wording.tls_error(self.target, exc) from None
+        except requests.exceptions.Timeout:  # each call waits what is left of the deadline
+            raise DeadlineSpent(self.target, f"{self.target.label} did not answer within "
+                                f"http_timeout={self.deadline.seconds:g}s; raise http_timeout "
+                                "or ask for fewer runs.") from None
+        except requests.exceptions.RequestException as exc:
+            raise wording.connection_error(self.target, exc) from None

@@ -1,0 +1,82 @@
+"""The view's metrics of each run as history columns (Series), for views that select,
+cut or thin histories and for CSV.
+
+A finished run's metrics are kept complete in the cache, as columns (a miss fetches
+them whole and caches them, single flight as for whole runs); a live run's are
+fetched, with ``since_step`` only the points after it. Cutting and thinning happen on
+the way out (app/runs/views.py).
+"""
+from app import history
+from app.cache.flight import SingleFlight
+from app.cache.freshness import fingerprint, terminal
+from app.mlflow.histories import fetch_histories
+
+
+class MetricColumns:
+    def __init__(self, ctx, view):
+        self.ctx, self.cache, self.view = ctx, ctx.cache, view
+        self.generations = {}  # of the runs last looked up: {run_id: token}
+
+    def collect(self, runs):
+        """({(run_id, key): Series} for the view's metrics of ``runs``, cache hits)."""
+        flight = SingleFlight(self.cache, self.ctx.deadline, refresh=self.ctx.refresh,
+                              ident=_id, lock_key=self._lock_key, cached=self._cached,
+                              fetch=self._fetch).get(runs)
+        return {(run_id, key): series for run_id, by_key in flight.ready.items()
+                for key, series in by_key.items()}, flight.hits
+
+    def _lock_key(self, run):
+        if not terminal(run):
+            return None
+        return self.cache.run_key(self.ctx.target.uri, _id(run)) + ":series"
+
+    def _key(self, run, key):
+        return self.cache.series_key(self.ctx.target.uri, _id(run), key)
+
+    def _cached(self, runs):
+        """{run_id: {key: Series}} for the runs whose every wanted metric is cached, of
+        the run's current generation (so of its fingerprint), and readable."""
+        wanted = {_id(run): self.view.keys_of(run) for run in runs}
+        self.generations.update(self.cache.generations(self.ctx.target.uri, runs) or {})
+        entries = self.cache.get_entries([self._key(run, key) for run in runs
+                                          for key in wanted[_id(run)]])
+        found = {}
+        for run in runs:
+            current = {key: entries.get(self._key(run, key)) for key in wanted[_id(run)]}
+            generation = self.generations.get(_id(run))
+            if generation and all(entry and entry[0].get("generation") == generation
+                                  for entry in current.values()):
+                try:
+                    found[_id(run)] = {key: history.from_bytes(entry[1])
+                                       for key, entry in current.items()}
+                except ValueError:  # sealed by us, yet not whole points: a miss
+                    continue
+        return found
+
+    def _fetch(self, runs):
+        """Finished runs' metrics complete (and cached); live runs' since since_step."""
+        finished = [run for run in runs if terminal(run)]
+        live = [run for run in runs if not terminal(run)]
+        ready = self._histories(finished)
+        uri = self.ctx.target.uri
+        for run in finished:
+            generation = self.cache.generation_for(uri, run, self.generations.get(_id(run)),
+                                                   renew=self.ctx.refresh)
+            self.generations[_id(run)] = generation
+            for key, series in ready[_id(run)].items():
+                self.cache.set_entry(self._key(run, key),
+                                     {"fingerprint": fingerprint(run), "generation": generation},
+                                     history.to_bytes(series), self.cache.ttl_for(run))
+        ready.update(self._histories(live, since_step=self.view.since_step))
+        return ready
+
+    def _histories(self, runs, since_step=None):
+        wanted = [(_id(run), key) for run in runs for key in self.view.keys_of(run)]
+        found = fetch_histories(self.ctx.mlflow, wanted, self.ctx.concurrency,
+                                since_step=since_step) if wanted else {}
+        return {_id(run): {key: found[(_id(run), key)] for key in self.view.keys_of(run)}
+                for run in runs}
+
+
+def _id(run):
+    return run["info"]["run_id"]

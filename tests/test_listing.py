@@ -1,0 +1,87 @@
+"""Listings (app/runs/listing.py) and their cache key, fast: a scripted MLflow and an
+in-memory cache."""
+import dataclasses
+
+import pytest
+
+from app.mlflow.target import MlflowTarget
+from app.runs.listing import listing
+from app.runs.query import Selection
+from tests.support.scripted import ScriptedApi, context, memory_cache, run
+
+EXPERIMENTS = [{"experiment_id": "1", "name": "exp", "lifecycle_stage": "active"}]
+RUNS = [run("a", start=2), run("b", start=1)]
+
+# A value different from the default, for each field of Selection.
+OTHER_VALUE = {str: "x", int: 3, bool: True, tuple: ("FINISHED",)}
+
+
+def other_value(field):
+    default = field.default
+    for kind, value in OTHER_VALUE.items():
+        if kind.__name__ in str(field.type):
+            return value if value != default else None
+    raise AssertionError(f"no test value for Selection.{field.name} ({field.type}): add one")
+
+
+@pytest.mark.parametrize("field", dataclasses.fields(Selection), ids=lambda f: f.name)
+def test_every_selection_field_reaches_the_listing_key(field):
+    cache, target = memory_cache(), MlflowTarget("http://mlflow.test", "alice", "pw")
+    base = Selection()
+    changed = base.but(**{field.name: other_value(field)})
+    assert cache.list_key(target, changed) != cache.list_key(target, base)
+
+
+def test_the_listing_key_is_per_caller():
+    cache, sel = memory_cache(), Selection()
+    keys = {cache.list_key(MlflowTarget("http://mlflow.test", user, pw, tls), sel)
+            for user, pw, tls in [("alice", "pw", True), ("bob", "pw", True),
+                                  ("alice", "other", True), ("alice", "pw", False)]}
+    assert len(keys) == 4
+
+
+def test_a_repeated_listing_comes_from_the_cache_without_asking_mlflow():
+    mlflow = ScriptedApi(EXPERIMENTS, RUNS)
+    cache = memory_cache()
+    first, cached = listing(context(mlflow, cache), Selection(experiment_id="1"))
+    assert not cached and [r["info"]["run_id"] for r in first["runs"]] == ["a", "b"]
+    asked = len(mlflow.calls)
+    second, cached = listing(context(mlflow, cache), Selection(experiment_id="1"))
+    assert cached and second == first
+    assert len(mlflow.calls) == asked  # the grant MLflow gave with the search is still fresh
+
+
+def test_a_cached_listing_needs_a_grant_for_its_experiments():
+    mlflow = ScriptedApi(EXPERIMENTS, RUNS)
+    cache = memory_cache(auth_ttl=0)  # grants are never kept: each cached listing asks again
+    listing(context(mlflow, cache), Selection(experiment_id="1"))
+    mlflow.calls.clear()
+    mlflow.refuse["get_experiment"] = (403, "PERMISSION_DENIED")
+    with pytest.raises(Exception) as refused:
+        listing(context(mlflow, cache), Selection(experiment_id="1"))
+    assert getattr(refused.value, "status", None) == 403
+    assert mlflow.calls == [("get_experiment", "1")]
+
+
+def test_refresh_asks_mlflow_again():
+    mlflow = ScriptedApi(EXPERIMENTS, RUNS)
+    cache = memory_cache()
+    listing(context(mlflow, cache), Selection(experiment_id="1"))
+    asked = len(mlflow.calls)
+    _, cached = listing(context(mlflow, cache, refresh=True), Selection(experiment_id="1"))
+    assert not cached and len(mlflow.calls) > asked
+
+
+def test_only_experiment_or_run_scoped_listings_are_shared():
+    """Shared: one experiment or run, whoever asks (still per server and TLS choice).
+    Per caller: every experiment (MLflow filters by permission), and run_ids."""
+    cache = memory_cache()
+    callers = [MlflowTarget("http://mlflow.test", user, pw) for user, pw in [("alice", "a"), ("bob", "b")]]
+
+    def keys(sel):
+        return {cache.list_key(target, sel) for target in callers}
+    for sel in (Selection(experiment_name="exp"), Selection(experiment_id="1"), Selection(run_id="r")):
+        assert len(keys(sel)) == 1
+        assert cache.list_key(MlflowTarget("http://mlflow.test", "alice", "a", False), sel) not in keys(sel)
+    for sel in (Selection(), Selection(run_ids=("r",)), Selection(experiment_id="1", run_ids=("r",))):
+        assert len(keys(sel)) == 2
