@@ -51,9 +51,10 @@ from bench.common import (  # noqa: E402
     REQUEST_TIMEOUT, BenchError, bench_parser, parse_bench_args, run_bench, step, write_json,
 )
 from tests.support.gunicorn import gunicorn  # noqa: E402
-from tests.support.mlflow_server import BASE_TIME_MS, MlflowServer, db_path, tracking_client  # noqa: E402
+from tests.support.mlflow_server import MlflowServer  # noqa: E402
 from tests.support.processes import children, log_tail  # noqa: E402
 from tests.support.proxy import MlflowProxy  # noqa: E402
+from tests.support.seed import BASE_TIME_MS, db_path, tracking_client  # noqa: E402
 
 EXPERIMENT, RUN_NAME, METRIC = "memory-exp", "big", "loss"
 NAN_EVERY = 100_000       # steps 0, 100000, 200000, ... are NaN

@@ -37,12 +37,11 @@ from bench.common import (  # noqa: E402
     REQUEST_TIMEOUT, BenchError, bench_parser, parse_bench_args, run_bench, step, write_json,
 )
 from tests.support.gunicorn import gunicorn  # noqa: E402
-from tests.support.mlflow_server import (  # noqa: E402
-    BASE_TIME_MS, LONG_METRIC_BATCH, MlflowServer, tracking_client,
-)
+from tests.support.mlflow_server import MlflowServer  # noqa: E402
 from tests.support.processes import log_tail  # noqa: E402
 from tests.support.proxy import MlflowProxy  # noqa: E402
 from tests.support.redis_server import RedisServer  # noqa: E402
+from tests.support.seed import BASE_TIME_MS, LONG_METRIC_BATCH, tracking_client  # noqa: E402
 
 EXPERIMENT = "bench-exp"
 RUNS, METRICS, STEPS = 10, 20, 1000

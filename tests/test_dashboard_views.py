@@ -8,7 +8,7 @@ import time
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.support import mlflow_server as seed
+from tests.support import seed
 from tests.support.calls import expected_history, post_runs, strict_json, user_body
 from tests.support.overrides import module_wide_client  # noqa: F401  (client: one per module)
 from tests.support.proxy import MlflowProxy

@@ -8,14 +8,13 @@ buffers. Each test that spends rate-limit budget connects from a loopback addres
 own (the service counts per client address, which it takes from nginx's X-Forwarded-For).
 """
 import gzip
-import shutil
 import uuid
 
 import pytest
 import requests
 
-from tests.support.hosts import behind_nginx, session_from
-from tests.support.mlflow_server import seed_big_run
+from tests.support.hosts import behind_nginx, print_field as field, session_from
+from tests.support.seed import seed_big_run
 from tests.support.proxy import MlflowProxy
 
 pytestmark = pytest.mark.server
@@ -24,14 +23,8 @@ RATE = 12           # per hour and client address: RATE_LIMIT
 BIG_POINTS = 200_000   # a ~13 MB JSON answer
 
 
-def field(what, value):
-    print(f"FIELD {what}: {value}")
-
-
 @pytest.fixture(scope="module")
 def site(redis_url, tmp_path_factory):
-    if not shutil.which("nginx"):
-        pytest.skip("not installed: nginx (apt-get install nginx)")
     with behind_nginx(tmp_path_factory.mktemp("hosts"), redis_url,
                       # A run's info is kept for a test's length: HIT means no MLflow call.
                       env={"RATE_LIMIT": f"{RATE}/hour", "RUN_LIST_TTL": "300"}) as site:

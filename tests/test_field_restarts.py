@@ -10,7 +10,6 @@ and, for comparison, one gunicorn served directly.
   nginx: no failed request.
 """
 import json
-import shutil
 import socket
 import time
 
@@ -18,8 +17,8 @@ import pytest
 import requests
 
 from tests.support.gunicorn import gunicorn
-from tests.support.hosts import behind_nginx
-from tests.support.mlflow_server import seed_big_run
+from tests.support.hosts import behind_nginx, print_field as field
+from tests.support.seed import seed_big_run
 from tests.support.poller import Poller
 
 pytestmark = pytest.mark.server
@@ -29,14 +28,8 @@ NEVER_READING = 8
 BIG_POINTS = 200_000
 
 
-def field(what, value):
-    print(f"FIELD {what}: {value}")
-
-
 @pytest.fixture(scope="module")
 def site(redis_url, tmp_path_factory):
-    if not shutil.which("nginx"):
-        pytest.skip("not installed: nginx (apt-get install nginx)")
     with behind_nginx(tmp_path_factory.mktemp("hosts"), redis_url,
                       env={"RUN_LIST_TTL": "300"}) as site:
         yield site

@@ -6,7 +6,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from tests.support.mlflow_fixtures import BULK_EXPERIMENTS
-from tests.support.mlflow_server import TRAIN_LOSS
+from tests.support.seed import TRAIN_LOSS
 
 
 def _client(monkeypatch, server, user, password):

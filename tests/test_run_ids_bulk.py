@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.support import mlflow_server as seed
+from tests.support import seed
 from tests.support.calls import post_runs
 from tests.support.overrides import module_wide_client, scratch_mlflow_server  # noqa: F401
 

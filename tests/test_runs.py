@@ -4,7 +4,7 @@ import math
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.support import mlflow_server as seed
+from tests.support import seed
 from tests.support.calls import expected_history, post_runs, user_body
 
 SHARED_ACTIVE = {"finished", "running", "empty", "long", "failed"}

@@ -13,10 +13,12 @@ start on the same port (a rolling restart's step).
 import contextlib
 import re
 import secrets
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 import requests
 from requests.adapters import HTTPAdapter
 
@@ -70,8 +72,15 @@ class Site:
         return self.served_by(request_id)
 
 
+def print_field(what, value):
+    """A figure of a field test, in its output (``pytest -s``) as ``FIELD what: value``."""
+    print(f"FIELD {what}: {value}")
+
+
 @contextlib.contextmanager
 def behind_nginx(work: Path, redis_url: str, *, env: dict | None = None, workers: int = 2):
+    if not shutil.which("nginx"):
+        pytest.skip("not installed: nginx (apt-get install nginx)")
     shared = {"SECRET_KEY": secrets.token_hex(32), "PROXY_FIX_HOPS": "1",
               "CACHE_KEY_PREFIX": f"field-hosts-{secrets.token_hex(4)}:", **(env or {})}
     with contextlib.ExitStack() as stack:

@@ -3,7 +3,7 @@ in ``pytest_plugins``).
 
 All servers are ``tests.support.mlflow_server.MlflowServer`` objects (``.uri``, ``.admin``,
 ``.users``, ``.ids``, ``.log_path``, ``.proc``, ``.cert_path``, ``request()``, ``stop()``,
-``start()``); ``.ids`` is the dict returned by ``seed_store``.
+``start()``); ``.ids`` is the dict returned by ``seed_store`` (tests/support/seed.py).
 """
 
 import shutil
@@ -11,7 +11,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests.support.mlflow_server import DB_NAME, MlflowServer, seed_many_experiments, seed_store
+from tests.support.mlflow_server import MlflowServer
+from tests.support.seed import DB_NAME, seed_many_experiments, seed_store
 
 USERS = {"alice": "alice-password-1", "bob": "bob-password-12"}
 BULK_EXPERIMENTS = 1005
