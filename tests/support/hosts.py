@@ -8,7 +8,8 @@ deploy/nginx.conf with only its listen line and upstream servers filled in.
 ``site.url`` is nginx's ``http://127.0.0.1:<port>/mlflow-logs``; ``site.hosts`` maps
 "a"/"b" to ``tests.support.gunicorn.Gunicorn``; ``site.served_by(request_id)`` reads nginx's
 access log for the host a request went to; ``site.restart(name)`` is a graceful stop and a
-start on the same port (a rolling restart's step).
+start on the same port (a rolling restart's step), ``site.reload(name)`` a SIGHUP; both
+return once nginx sends that host requests again.
 """
 import contextlib
 import re
@@ -60,6 +61,18 @@ class Site:
         svc.process.start()
         svc.process.wait_until(lambda: svc.serving(self.workers), timeout=STARTUP_TIMEOUT,
                                what="serving after a restart")
+        svc.process.wait_until(lambda: name in self._probe(), timeout=STARTUP_TIMEOUT,
+                               what="back in nginx's rotation")
+        return time.monotonic() - t0
+
+    def reload(self, name: str) -> float:
+        """SIGHUP to host ``name``'s master (new workers, old ones finish their requests),
+        then wait until nginx sends it requests again; seconds until then. Old workers
+        close their idle keep-alive connections to nginx, which may count that as the host
+        failing and leave it out for fail_timeout, as for a restart."""
+        svc: Gunicorn = self.hosts[name]
+        t0 = time.monotonic()
+        svc.restart_workers(self.workers)
         svc.process.wait_until(lambda: name in self._probe(), timeout=STARTUP_TIMEOUT,
                                what="back in nginx's rotation")
         return time.monotonic() - t0
