@@ -8,6 +8,7 @@ buffers. Each test that spends rate-limit budget connects from a loopback addres
 own (the service counts per client address, which it takes from nginx's X-Forwarded-For).
 """
 import gzip
+import re
 import shutil
 import uuid
 
@@ -16,6 +17,7 @@ import requests
 
 from tests.support.hosts import behind_nginx, session_from
 from tests.support.mlflow_server import seed_big_run
+from tests.support.nginx import REFERENCE_CONF
 from tests.support.proxy import MlflowProxy
 
 pytestmark = pytest.mark.server
@@ -143,3 +145,25 @@ def test_a_13_mb_answer_comes_gzipped_through_the_buffers(site, mlflow_scratch_s
     field("13 MB answer", f"{size / 1e6:.1f} MB JSON, {len(raw) / 1e6:.1f} MB gzipped by nginx "
           f"(cold {cold.elapsed.total_seconds():.1f} s, warm {zipped.elapsed.total_seconds():.1f} s"
           " to headers)")
+
+
+def test_the_reference_timeouts_and_sizes_fit_the_service():
+    """deploy/nginx.conf against the service's own limits: nginx waits longer than the
+    longest http_timeout, takes the largest body the service does (so the service answers
+    a too-large one with its own JSON 413), and lets go of idle upstream connections
+    before gunicorn does (else a request may meet a connection gunicorn just closed)."""
+    from config import Config
+
+    text = REFERENCE_CONF.read_text()
+
+    def seconds(name):
+        return int(re.search(rf"^\s*{name}\s+(\d+)s;", text, re.M)[1])
+    gunicorn_conf = (REFERENCE_CONF.parents[1] / "gunicorn.conf.py").read_text()
+    gunicorn_timeout = int(re.search(r'"GUNICORN_TIMEOUT", "?(\d+)', gunicorn_conf)[1])
+    gunicorn_keepalive = int(re.search(r'"GUNICORN_KEEPALIVE", "?(\d+)', gunicorn_conf)[1])
+    assert seconds("proxy_read_timeout") >= gunicorn_timeout > Config.MAX_HTTP_TIMEOUT
+    assert seconds("keepalive_timeout") < gunicorn_keepalive
+    body_mb = int(re.search(r"client_max_body_size (\d+)m;", text)[1])
+    assert body_mb << 20 > Config.MAX_CONTENT_LENGTH
+    assert re.search(r"^\s*proxy_buffering on;", text, re.M)
+    assert re.search(r"^\s*proxy_request_buffering on;", text, re.M)
