@@ -13,12 +13,7 @@ from mlflow.tracking import MlflowClient
 from app.cache.keys import normalize_uri
 from tests.support.calls import poll
 from tests.support.redis_server import RedisServer
-
-
-@pytest.fixture
-def mlflow_server(mlflow_scratch_server):
-    """Overrides the read-only server for everything in this module (as_user too)."""
-    return mlflow_scratch_server
+from tests.support.overrides import scratch_mlflow_server  # noqa: F401  (writes to MLflow)
 
 
 def all_redis_bytes(redis_url, prefix):

@@ -11,11 +11,7 @@ import redis
 from tests.support.calls import poll
 from tests.support.redis_server import RedisServer
 from tests.support.tcp_proxy import TcpProxy
-
-
-@pytest.fixture
-def mlflow_server(mlflow_scratch_server):
-    return mlflow_scratch_server
+from tests.support.overrides import scratch_mlflow_server  # noqa: F401  (writes to MLflow)
 
 
 @pytest.fixture

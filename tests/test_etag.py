@@ -35,3 +35,37 @@ def test_an_answer_with_a_live_run_has_no_etag(client, body, admin_client):
     run_id = admin_client.create_run(experiment_id).info.run_id
     admin_client.log_metric(run_id, "loss", 1.0, step=0)
     assert "ETag" not in poll(client, body(run_id=run_id)).headers
+
+
+def basic(user, password):
+    import base64
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def test_a_conditional_get_of_unchanged_finished_runs_is_a_304_without_mlflow(
+        cached_app, proxy, mlflow_server):
+    client = cached_app(RUN_LIST_TTL=300).test_client()  # the listing outlives a slow first poll
+    url = (f"/mlflow/runs?tracking_uri={proxy.uri}&experiment_name=shared-exp"
+           "&run_status=FINISHED&http_timeout=60")
+    auth = {"Authorization": basic(*mlflow_server.admin)}
+    first = client.get(url, headers=dict(auth, **{"Accept-Encoding": "gzip"}))
+    assert first.status_code == 200 and first.headers["Content-Encoding"] == "gzip"
+    tag = first.headers["ETag"]
+    assert tag.endswith('-gzip"')  # each coding its own tag
+    proxy.reset()
+    again = client.get(url, headers=dict(auth, **{"If-None-Match": tag,
+                                                  "Accept-Encoding": "gzip"}))
+    assert again.status_code == 304 and again.data == b""
+    assert proxy.count() == 0                       # MLflow not asked
+    wire = sum(len(k) + len(v) + 4 for k, v in again.headers.items())
+    assert wire < 1024, dict(again.headers)         # headers only, under 1 KB
+    # the plain representation's tag names the same answer
+    plain = client.get(url, headers=dict(auth, **{"If-None-Match": tag.replace("-gzip", "")}))
+    assert plain.status_code == 304
+    # a POST is never answered 304 (If-None-Match is for GET and HEAD)
+    post = client.post("/mlflow/runs", json={"tracking_uri": proxy.uri, "username": mlflow_server.admin[0],
+                                              "password": mlflow_server.admin[1],
+                                              "experiment_name": "shared-exp",
+                                              "run_status": ["FINISHED"], "http_timeout": 60},
+                       headers={"If-None-Match": tag})
+    assert post.status_code == 200

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest_mlflow import _data_dir
+from tests.support.mlflow_fixtures import copy_of_seeded
 from tests.support.gunicorn import gunicorn
 from tests.support.processes import children
 from tests.support.mlflow_server import MlflowServer
@@ -30,7 +30,7 @@ def fault_mlflow(tmp_path_factory, _mlflow_seeded_db):
     """A basic-auth MLflow on its own copy of the seed data: test b restarts it, so it is
     not shared with other modules. MLflow's auth cache is on (as MLflow recommends for
     busy servers) so that the polls that miss the cache do not queue on password checks."""
-    data = _data_dir(tmp_path_factory, "mlflow-faults", _mlflow_seeded_db)
+    data = copy_of_seeded(tmp_path_factory, "mlflow-faults", _mlflow_seeded_db)
     with MlflowServer(data.path, auth=True, ids=data.ids, auth_cache_ttl=30) as server:
         yield server
 

@@ -5,7 +5,7 @@ import requests
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from tests.conftest_mlflow import BULK_EXPERIMENTS
+from tests.support.mlflow_fixtures import BULK_EXPERIMENTS
 from tests.support.mlflow_server import TRAIN_LOSS
 
 

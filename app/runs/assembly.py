@@ -13,12 +13,15 @@ from app.mlflow.histories import fetch_histories
 from app.runs import encoding, export
 from app.runs.etag import etag_of
 from app.runs.columns import MetricColumns
+from app.runs.compressed import CompressedForms
 from app.runs.listing import listing
 from app.runs.query import RunsQuery
 from app.runs.views import run_metric_keys
 
 
-def runs(ctx, query: RunsQuery, *, as_csv: bool = False) -> encoding.RunsAnswer:
+def runs(ctx, query: RunsQuery, *, as_csv: bool = False, coding: str = None) -> encoding.RunsAnswer:
+    """The answer to ``query``; ``coding`` (gzip, zstd) is the content coding the answer
+    will be sent in, if any: finished runs then come with their stored compressed form."""
     found, listed_from_cache = listing(ctx, query.selection)
     selected, view = found["runs"], query.view
     if as_csv or view.selects:
@@ -40,6 +43,8 @@ def runs(ctx, query: RunsQuery, *, as_csv: bool = False) -> encoding.RunsAnswer:
         pieces, hits = whole.build(selected, query.include_metric_history)
         state = _cache_state(ctx, listed_from_cache, hits)
         etag = etag_of(query, found, whole.generations, as_csv=False)
+        if coding and query.include_metric_history:
+            pieces = CompressedForms(ctx, coding).wrap(selected, pieces, whole.generations)
     answer = encoding.json_answer(found, pieces, view, state)
     answer.etag = etag
     return answer

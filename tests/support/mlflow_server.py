@@ -26,21 +26,18 @@ MLflow returns a metric's history ordered by (timestamp, step, value), i.e. in l
 order here.
 """
 
-import atexit
 import math
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import NamedTuple
 
 import requests
 
-from tests.support.processes import free_port  # noqa: F401  (re-exported for callers)
+from tests.support.processes import Managed, Process, free_port
 
 
 class Point(NamedTuple):
@@ -97,18 +94,18 @@ DB_NAME = "mlflow.db"
 AUTH_DB_NAME = "basic_auth.db"
 
 
-def _db_path(db_uri: str) -> Path:
+def db_path(db_uri: str) -> Path:
     assert db_uri.startswith("sqlite:///"), db_uri
     return Path(db_uri[len("sqlite:///"):])
 
 
-def _client(db_uri: str, artifact_root: str | None):
+def tracking_client(db_uri: str, artifact_root: str | None):
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
     from mlflow.tracking import MlflowClient
 
     # Creating the store first runs the migrations and creates the Default experiment with
     # our artifact root; MlflowClient alone would use ./mlruns relative to the cwd.
-    root = artifact_root or str(_db_path(db_uri).parent / "artifacts")
+    root = artifact_root or str(db_path(db_uri).parent / "artifacts")
     SqlAlchemyStore(db_uri, root).engine.dispose()
     return MlflowClient(tracking_uri=db_uri), root
 
@@ -117,7 +114,7 @@ def seed_store(db_uri: str, artifact_root: str | None = None) -> dict:
     """Write the data described in the module docstring; return the ids it got."""
     from mlflow.entities import Metric
 
-    client, root = _client(db_uri, artifact_root)
+    client, root = tracking_client(db_uri, artifact_root)
     exps = {"Default": "0"}
     for name in ("shared-exp", "secret-exp", "deleted-exp"):
         exps[name] = client.create_experiment(name, artifact_location=f"{root}/{name}")
@@ -160,7 +157,7 @@ def seed_many_experiments(db_uri: str, n: int) -> None:
     from mlflow.store.tracking.dbmodels.models import SqlExperiment
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-    root = str(_db_path(db_uri).parent / "artifacts")
+    root = str(db_path(db_uri).parent / "artifacts")
     store = SqlAlchemyStore(db_uri, root)
     # ~5 ms per create_experiment call adds up; a bulk insert takes well under a second.
     with store.ManagedSessionMaker(read_only=False) as session:
@@ -177,7 +174,7 @@ def seed_many_experiments(db_uri: str, n: int) -> None:
     store.engine.dispose()
 
 
-class MlflowServer:
+class MlflowServer(Managed):
     """``mlflow server`` subprocess on 127.0.0.1.
 
     ``data_dir`` holds mlflow.db, basic_auth.db/.ini, artifacts/, the TLS cert/key and the
@@ -202,17 +199,10 @@ class MlflowServer:
         self.db_uri = f"sqlite:///{self.data_dir / DB_NAME}"
         self.log_path = self.data_dir / f"server-{'https' if tls else 'http'}-{self.port}.log"
         self.cert_path = self.data_dir / "cert.pem" if tls else None
-        self.proc: subprocess.Popen | None = None
+        self.process: Process | None = None  # made by start(): the command writes files
         self.startup_seconds: float | None = None
 
     # -- lifecycle --------------------------------------------------------------------
-
-    def __enter__(self):
-        self.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def close(self):
         self.stop()
@@ -270,52 +260,22 @@ class MlflowServer:
         env.update(self.extra_env)
         return env
 
+    @property
+    def proc(self) -> subprocess.Popen | None:
+        return self.process.proc if self.process else None
+
     def start(self):
         assert self.proc is None, "already started"
-        t0 = time.monotonic()
-        atexit.register(self.stop)  # don't leak servers if the caller never stops us
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                self._command(), env=self._env(), cwd=self.data_dir, stdout=log,
-                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-            )
-        deadline = t0 + self.startup_timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                self._fail(f"exited with code {self.proc.returncode}")
-            try:
-                if self.request("GET", "/health", timeout=2).ok:
-                    self.startup_seconds = time.monotonic() - t0
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
-        self._fail(f"not ready after {self.startup_timeout} s")
-
-    def _fail(self, why: str):
-        self.stop()
-        tail = self.log_path.read_text(errors="replace")[-4000:]
-        raise RuntimeError(f"MLflow server at {self.uri} {why}; log tail:\n{tail}")
+        self.process = Process(self._command(), self.log_path, cwd=self.data_dir, env=self._env(),
+                               name=f"MLflow server at {self.uri}").start()
+        self.startup_seconds = self.process.wait_until(
+            lambda: self.request("GET", "/health", timeout=2).ok, self.startup_timeout)
+        return self
 
     def stop(self):
-        if self.proc is None:
-            return
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        except ProcessLookupError:
-            pass
-        # Children (uvicorn workers) may outlive the leader; sweep the group once more.
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc = None
-        atexit.unregister(self.stop)
+        """SIGTERM, then SIGKILL the group: children (uvicorn workers) may outlive the leader."""
+        if self.process:
+            self.process.stop()
 
     def restart(self):
         self.stop()
@@ -353,7 +313,7 @@ class MlflowServer:
 def _store(db_uri: str):
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-    return SqlAlchemyStore(db_uri, str(_db_path(db_uri).parent / "artifacts"))
+    return SqlAlchemyStore(db_uri, str(db_path(db_uri).parent / "artifacts"))
 
 
 def write_metrics_raw(db_uri: str, run_id: str, metrics: dict) -> None:
@@ -385,7 +345,7 @@ def seed_many_runs(db_uri: str, experiment_name: str, n: int) -> tuple[str, list
                                                        SqlMetric, SqlRun, SqlTag)
 
     store = _store(db_uri)
-    root = str(_db_path(db_uri).parent / "artifacts")
+    root = str(db_path(db_uri).parent / "artifacts")
     run_ids = [uuid.uuid4().hex for _ in range(n)]
     with store.ManagedSessionMaker(read_only=False) as session:
         experiment = SqlExperiment(name=experiment_name, lifecycle_stage="active",

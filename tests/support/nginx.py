@@ -29,8 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.support.mlflow_server import free_port
-from tests.support.processes import Process
+from tests.support.processes import free_port
+from tests.support.processes import Managed, Process
 
 REFERENCE_CONF = Path(__file__).resolve().parents[2] / "deploy" / "nginx.conf"
 
@@ -71,7 +71,7 @@ def reference_template(path=REFERENCE_CONF) -> str:
     return text[:first] + "    @UPSTREAM_SERVERS@\n" + text[first:]
 
 
-class Nginx:
+class Nginx(Managed):
     def __init__(self, template, *, upstreams=(), values=None, port=None, full=False):
         self.template = Path(template).read_text() if isinstance(template, Path) else template
         self.upstreams, self.values, self.full = list(upstreams), dict(values or {}), full
@@ -86,16 +86,6 @@ class Nginx:
         self.process = Process(["nginx", "-p", self.prefix, "-c", self.conf, "-g", "daemon off;"],
                                self.prefix / "stderr.log", name="nginx")
         self.start_seconds = 0.0
-
-    def __enter__(self):
-        try:
-            return self.start()
-        except BaseException:
-            self.close()   # __exit__ does not run when __enter__ fails
-            raise
-
-    def __exit__(self, *exc):
-        self.close()
 
     def render(self):
         values = {"LISTEN": f"127.0.0.1:{self.port}", "PREFIX": str(self.prefix),

@@ -39,6 +39,43 @@ def children(pid: int) -> list[int]:
     return sorted(found)
 
 
+def wait_for(check, timeout, what, processes, errors=(Exception,)) -> float:
+    """Seconds until ``check()`` is true (``errors`` count as not yet); ``HarnessError``
+    with the log tail of each of ``processes`` otherwise."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        try:
+            if check():
+                return time.monotonic() - t0
+        except errors:
+            pass
+        time.sleep(0.05)
+    logs = "\n".join(f"--- {p.name}:\n{log_tail(p.log_path, 1500)}" for p in processes)
+    raise HarnessError(f"not {what} after {timeout} s\n{logs}")
+
+
+class Managed:
+    """``with Server() as server``: ``start()``, and ``close()`` on the way out, also when
+    ``start()`` fails halfway (``__exit__`` does not run when ``__enter__`` fails).
+    A server that already runs once made keeps the default ``start``."""
+
+    def start(self):
+        return self
+
+    def close(self):
+        raise NotImplementedError
+
+    def __enter__(self):
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 def log_tail(path, chars=4000) -> str:
     try:
         return Path(path).read_text(errors="replace")[-chars:]
