@@ -140,7 +140,9 @@ def compress_stream(chunks, coding: str, level: int = None):
                     member = _Member(coding, level)
                 if ready:
                     spliced = True
-                    yield ready
+                    # A form read from Redis is a memoryview; WSGI servers write bytes
+                    # only (gunicorn cut the answer with a TypeError).
+                    yield ready if isinstance(ready, bytes) else bytes(ready)
                 continue
         if chunk:
             out = member.compress(chunk)
