@@ -4,8 +4,9 @@ deploy/nginx.conf, under the path prefix /mlflow-logs/, sharing the test Redis.
 The docs and the spec work under the prefix; a run fetched cold through one host is a HIT
 with 0 MLflow calls through the other; the rate limit is one budget across hosts; request
 ids pass through nginx and the service; a 13 MB answer comes gzipped through nginx's
-buffers. Each test that spends rate-limit budget connects from a loopback address of its
-own (the service counts per client address, which it takes from nginx's X-Forwarded-For).
+buffers (compressed by the service: nginx passes it on as it is). Each test that spends
+rate-limit budget connects from a loopback address of its own (the service counts per
+client address, which it takes from nginx's X-Forwarded-For).
 """
 import gzip
 import re
@@ -142,7 +143,7 @@ def test_a_13_mb_answer_comes_gzipped_through_the_buffers(site, mlflow_scratch_s
     assert zipped.headers["X-Cache"] == "HIT"
     assert gzip.decompress(raw) == cold.content
     assert len(raw) < size / 3
-    field("13 MB answer", f"{size / 1e6:.1f} MB JSON, {len(raw) / 1e6:.1f} MB gzipped by nginx "
+    field("13 MB answer", f"{size / 1e6:.1f} MB JSON, {len(raw) / 1e6:.1f} MB gzipped "
           f"(cold {cold.elapsed.total_seconds():.1f} s, warm {zipped.elapsed.total_seconds():.1f} s"
           " to headers)")
 

@@ -2,12 +2,13 @@
 and, for comparison, one gunicorn served directly.
 
 * 40 sockets that send a request line and nothing more, 40 that stop midway through a body,
-  and 8 that ask for a 13 MB answer and never read it: through nginx the service keeps answering /healthz and polls (nginx
-  holds them, not gunicorn, and drops the silent ones after client_header_timeout).
+  and 8 that ask for a 13 MB answer and never read it: through nginx the service keeps
+  answering /healthz and polls (nginx holds them, not gunicorn, and drops the stalled ones
+  after client_header_timeout / client_body_timeout).
   Served by gunicorn directly, they hold its threads for as long as the clients stay:
   /healthz times out meanwhile, and answers again once they are gone (docs/operating.md).
-* gunicorn's SIGHUP reload and a rolling restart of both hosts while threads poll through
-  nginx: no failed request.
+* gunicorn's SIGHUP reload and a rolling restart of both hosts, one host after the other,
+  while threads poll through nginx: no failed request.
 """
 import json
 import shutil

@@ -391,7 +391,7 @@ def seed_big_run(db_uri: str, points: int, name: str = "big") -> str:
     store.update_run_info(run_id, RunStatus.FINISHED, BASE_TIME_MS + points, name)
     store.engine.dispose()
     series = [Point(s, s / 7, BASE_TIME_MS + s) for s in range(points)]
-    with sqlite3.connect(_db_path(db_uri)) as db:
+    with sqlite3.connect(db_path(db_uri)) as db:
         db.executemany("INSERT INTO metrics (key, value, timestamp, run_uuid, step, is_nan) "
                        "VALUES ('big', ?, ?, ?, ?, 0)",
                        [(p.value, p.timestamp, run_id, p.step) for p in series[:-1]])
