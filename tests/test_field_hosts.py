@@ -11,6 +11,7 @@ client address, which it takes from nginx's X-Forwarded-For).
 import gzip
 import re
 import shutil
+import time
 import uuid
 
 import pytest
@@ -45,6 +46,17 @@ def site(redis_url, tmp_path_factory):
 def mlflow_proxy(mlflow_server):
     with MlflowProxy(mlflow_server.uri) as proxy:
         yield proxy
+
+
+def eventually(check, timeout=5.0) -> bool:
+    """``check()`` within ``timeout``: log lines are written once the answer is out, so
+    they may come a moment after the client has it."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def rid() -> str:
@@ -113,11 +125,13 @@ def test_request_ids_pass_through_nginx_and_the_service(site):
     response = requests.get(f"{site.url}/healthz", headers={"X-Request-ID": mine}, timeout=10)
     assert response.headers["X-Request-ID"] == mine
     [host] = site.served_by(mine)
-    assert f'"request_id":"{mine}"' in site.hosts[host].log.read_text()
+    assert eventually(lambda: f'"request_id":"{mine}"' in site.hosts[host].log.read_text())
     # Without one, nginx makes one ($request_id), and the service answers with it.
     made = requests.get(f"{site.url}/healthz", timeout=10).headers["X-Request-ID"]
-    assert len(made) == 32 and f"rid={made} " in site.nginx.access_log.read_text()
-    assert any(f'"request_id":"{made}"' in svc.log.read_text() for svc in site.hosts.values())
+    assert len(made) == 32
+    assert eventually(lambda: f"rid={made} " in site.nginx.access_log.read_text())
+    assert eventually(lambda: any(f'"request_id":"{made}"' in svc.log.read_text()
+                                  for svc in site.hosts.values()))
 
 
 @pytest.fixture(scope="module")

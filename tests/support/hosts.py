@@ -40,14 +40,20 @@ class Site:
     def host_of(self, address: str) -> str:
         return next(name for name, svc in self.hosts.items() if svc.base.endswith("/" + address))
 
-    def served_by(self, request_id: str) -> list[str]:
+    def served_by(self, request_id: str, timeout: float = 5.0) -> list[str]:
         """The hosts nginx sent the request with this X-Request-ID to (several when one
-        refused it and nginx tried the next), from its access log."""
-        for line in reversed(self.nginx.access_log.read_text().splitlines()):
-            if f"xrid={request_id} " in line:
-                upstreams = re.search(r"upstream=(\S+(?:, \S+)*)", line)[1]
-                return [self.host_of(a) for a in re.findall(r"\d+\.\d+\.\d+\.\d+:\d+", upstreams)]
-        raise AssertionError(f"no request {request_id} in nginx's access log")
+        refused it and nginx tried the next), from its access log. nginx writes the line
+        once the answer is out, so it may come a moment after the client has read it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for line in reversed(self.nginx.access_log.read_text().splitlines()):
+                if f"xrid={request_id} " in line:
+                    upstreams = re.search(r"upstream=(\S+(?:, \S+)*)", line)[1]
+                    return [self.host_of(a)
+                            for a in re.findall(r"\d+\.\d+\.\d+\.\d+:\d+", upstreams)]
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no request {request_id} in nginx's access log")
+            time.sleep(0.02)
 
     def restart(self, name: str) -> float:
         """Stop host ``name`` gracefully (SIGTERM: requests in flight finish), start it
