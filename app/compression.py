@@ -7,26 +7,31 @@ applies them to responses.
 
 Pre-compressed segments (for the cache of finished runs' compressed form)
 -------------------------------------------------------------------------
-Both codings may be concatenated: a gzip body may be several gzip *members* (RFC 1952
-§2.2) and a zstd body several *frames* (RFC 8878 §3.1), each decoded in turn into one
-body. So a run compressed once, stored, can be spliced into any later answer::
+A run compressed once and stored can be spliced into any later answer, with no
+compression work for it::
 
-    stored = compress_whole(run_json_bytes, "gzip")            # keep this in the cache
+    stored = stored_form(run_json_bytes, "gzip")               # keep this in the cache
     body = compress_stream([head, Segment(run_json_bytes, {"gzip": stored}), tail], "gzip")
+
+zstd: the stored form is a whole frame, copied between the frames of the rest (a zstd
+stream may hold several frames, RFC 8878 §3.1). gzip: the answer stays ONE gzip member
+(curl --compressed and browsers read only the first member of several, though RFC 1952
+allows them): the stored form is a raw deflate fragment ending on a byte boundary,
+spliced between the compressor's own sync-flushed output; the member's CRC-32 is run
+over the raw bytes of everything (~1 GB/s, so a stored run still costs a CRC pass of
+its raw bytes; storing the CRC and combining would avoid it).
+
+The decoded body is byte for byte the concatenation of the raw chunks and the segments'
+``raw`` bytes: callers must store a form made by ``stored_form`` from exactly those
+bytes. A ``Segment`` without this coding's form is compressed like any chunk. Each
+splice costs a few bytes and the compressor's history (some ratio), so segments should
+be large (a whole run's histories), not single values.
 
 A route may put ``Segment``s in a streamed JSON or CSV body as it is: app/delivery.py
 compresses it with ``compress_stream`` or, for a client that takes no coding, writes
 each segment's ``raw`` bytes (``plain``). Its Content-Length is the raw body's length.
-
-``compress_stream`` ends the member/frame it is writing (if it wrote anything), copies
-the segment's compressed bytes for this coding as they are, and starts a fresh
-member/frame for what follows; a ``Segment`` without this coding's form is compressed
-like any chunk (its ``raw`` bytes). The decoded body is byte for byte the concatenation
-of the raw chunks and the segments' ``raw`` bytes: callers must store a form made by
-``compress_whole`` from exactly those bytes. Each segment costs a member/frame header
-and a fresh dictionary (a few dozen bytes and some ratio), so segments should be
-large (a whole run's histories), not single values.
 """
+import struct
 import zlib
 from dataclasses import dataclass, field
 
@@ -89,8 +94,7 @@ def negotiate(header: str | None, available=CODINGS) -> str | None:
 
 @dataclass
 class Segment:
-    """A piece of body with, possibly, its compressed forms already made
-    ({coding: compress_whole(raw, coding)})."""
+    """A piece of body with, possibly, its stored forms ({coding: stored_form(raw, coding)})."""
     raw: bytes
     compressed: dict = field(default_factory=dict)
 
@@ -98,75 +102,130 @@ class Segment:
         return len(self.raw)
 
 
-class _Member:
-    """One gzip member or zstd frame being written."""
+def stored_form(data, coding: str, level: int = None) -> bytes:
+    """The form of ``data`` to keep for a ``Segment`` (at ``level``, default
+    ``STORE_LEVELS``). zstd: one whole frame. gzip: a raw deflate fragment that starts
+    and ends on a byte boundary without a final block (a sync flush), so that it splices
+    into the middle of one gzip member."""
+    level = STORE_LEVELS[coding] if level is None else level
+    if coding == "gzip":
+        deflate = zlib.compressobj(level, zlib.DEFLATED, -15)  # -15: raw deflate
+        return deflate.compress(data) + deflate.flush(zlib.Z_SYNC_FLUSH)
+    return compress_whole(data, coding, level)
 
-    def __init__(self, coding: str, level: int):
-        if coding == "gzip":
-            self._obj = zlib.compressobj(level, zlib.DEFLATED, 31)  # 31: gzip wrapper
-            self._finish = lambda: self._obj.flush(zlib.Z_FINISH)
-        elif coding == "zstd":
-            # write_content_size off: a streamed frame does not know its size up front.
-            self._obj = zstandard.ZstdCompressor(level=level, write_checksum=True,
-                                                 write_content_size=False).compressobj()
-            self._finish = lambda: self._obj.flush(zstandard.COMPRESSOBJ_FLUSH_FINISH)
-        else:
-            raise ValueError(f"unknown coding {coding!r}")
-        self.written = False
+
+class _GzipWriter:
+    """One gzip member: our header, deflate output (the compressor's, and stored
+    fragments spliced in), an empty final block, and our trailer (CRC-32 and length of
+    the raw body). One member because clients stop at the first (curl --compressed
+    fails, browsers stop: curl issue #22156), though RFC 1952 allows several."""
+    HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name/mtime, OS unknown
+
+    def __init__(self, level: int):
+        self.level, self.crc, self.size, self.deflate = level, 0, 0, None
+        self.pending = self.HEADER
+
+    def _out(self, data: bytes) -> bytes:
+        data, self.pending = self.pending + data, b""
+        return data
+
+    def _count(self, raw):
+        self.crc = zlib.crc32(raw, self.crc)
+        self.size += len(raw)
 
     def compress(self, data) -> bytes:
-        self.written = True
-        return self._obj.compress(data)
+        if self.deflate is None:
+            self.deflate = zlib.compressobj(self.level, zlib.DEFLATED, -15)
+        self._count(data)
+        return self._out(self.deflate.compress(data))
+
+    def splice(self, fragment: bytes, raw) -> bytes:
+        # Byte-align what came before; the next compressor starts without history, since
+        # its back-references must not reach across the fragment.
+        before = self.deflate.flush(zlib.Z_SYNC_FLUSH) if self.deflate is not None else b""
+        self.deflate = None
+        self._count(raw)
+        return self._out(before + fragment)
 
     def finish(self) -> bytes:
-        return self._finish()
+        end = self.deflate.flush(zlib.Z_FINISH) if self.deflate is not None else b"\x03\x00"
+        return self._out(end + struct.pack("<II", self.crc, self.size & 0xFFFFFFFF))
+
+
+class _ZstdWriter:
+    """zstd frames (RFC 8878 §3.1: a stream may hold several): the compressor's frame is
+    ended before a stored frame is copied, and a new one begun after it."""
+
+    def __init__(self, level: int):
+        self.level, self.frame, self.wrote = level, None, False
+
+    def compress(self, data) -> bytes:
+        if self.frame is None:
+            # write_content_size off: a streamed frame does not know its size up front.
+            self.frame = zstandard.ZstdCompressor(level=self.level, write_checksum=True,
+                                                  write_content_size=False).compressobj()
+        self.wrote = True
+        return self.frame.compress(data)
+
+    def splice(self, fragment: bytes, raw) -> bytes:
+        before = self.finish() if self.frame is not None else b""
+        self.frame, self.wrote = None, True
+        return before + fragment
+
+    def finish(self) -> bytes:
+        if self.frame is None:
+            if self.wrote:
+                return b""
+            self.compress(b"")  # an empty body is still one valid frame
+        end, self.frame = self.frame.flush(zstandard.COMPRESSOBJ_FLUSH_FINISH), None
+        return end
+
+
+WRITERS = {"gzip": _GzipWriter, "zstd": _ZstdWriter}
 
 
 def compress_stream(chunks, coding: str, level: int = None):
     """Yield ``chunks`` (bytes, memoryviews or ``Segment``s) compressed with ``coding``
     (at ``level``, default ``STREAM_LEVELS``), a piece whenever the compressor has output."""
-    if coding not in STREAM_LEVELS:
+    if coding not in WRITERS:
         raise ValueError(f"unknown coding {coding!r}")
-    level = STREAM_LEVELS[coding] if level is None else level
-    member, spliced = _Member(coding, level), False
+    writer = WRITERS[coding](STREAM_LEVELS[coding] if level is None else level)
     for chunk in chunks:
         if isinstance(chunk, Segment):
             ready = chunk.compressed.get(coding)
-            if ready is None:
-                chunk = chunk.raw
-            else:
-                if member.written:  # end the member/frame in progress, start another after
-                    yield member.finish()
-                    member = _Member(coding, level)
-                if ready:
-                    spliced = True
-                    # A form read from Redis is a memoryview; WSGI servers write bytes
-                    # only (gunicorn cut the answer with a TypeError).
-                    yield ready if isinstance(ready, bytes) else bytes(ready)
+            if ready is not None:
+                out = writer.splice(ready, chunk.raw)
+                if out:
+                    yield out
                 continue
+            chunk = chunk.raw
         if chunk:
-            out = member.compress(chunk)
+            out = writer.compress(chunk)
             if out:
                 yield out
-    if member.written or not spliced:  # an empty body is still one valid member/frame
-        yield member.finish()
+    out = writer.finish()
+    if out:
+        yield out
+
+
 
 
 def plain(chunks):
     """``chunks`` uncompressed: each ``Segment`` as its ``raw`` bytes (for a client that
-    takes no coding, or a body too small to compress)."""
+    takes no coding, or a body too small to compress). A ``raw`` memoryview (a view of
+    a cached entry) is written a megabyte at a time: WSGI servers write bytes."""
     for chunk in chunks:
         if not isinstance(chunk, Segment):
             yield chunk
-        elif isinstance(chunk.raw, memoryview):  # a cached run: a megabyte at a time
-            yield from (bytes(chunk.raw[i:i + WRITE_SIZE])
-                        for i in range(0, len(chunk.raw), WRITE_SIZE))
+        elif isinstance(chunk.raw, memoryview):
+            for start in range(0, len(chunk.raw), WRITE_SIZE):
+                yield bytes(chunk.raw[start:start + WRITE_SIZE])
         else:
             yield chunk.raw
 
 
 def compress_whole(data: bytes, coding: str, level: int = None) -> bytes:
     """``data`` as one gzip member or zstd frame (at ``level``, default ``STORE_LEVELS``):
-    a form to store for a ``Segment``, or a small answer's whole body."""
+    a small answer's whole body."""
     return b"".join(compress_stream([data], coding,
                                     STORE_LEVELS[coding] if level is None else level))

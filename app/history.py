@@ -59,13 +59,16 @@ def ordered(series: Series) -> Series:
     return Series(*(column[order] for column in series))
 
 
-def window(series: Series, since_step=None, since_timestamp=None) -> Series:
-    """Only the points logged after ``since_step`` and/or ``since_timestamp`` (both, if both)."""
-    if since_step is None and since_timestamp is None:
+def window(series: Series, since_step=None, since_timestamp=None, max_step=None) -> Series:
+    """Only the points logged after ``since_step`` and/or ``since_timestamp`` (both, if
+    both), and at or below ``max_step``: since_step < step <= max_step."""
+    if since_step is None and since_timestamp is None and max_step is None:
         return series
     keep = np.ones(series.size, dtype=bool)
     if since_step is not None:
         keep &= series.steps > since_step
+    if max_step is not None:
+        keep &= series.steps <= max_step
     if since_timestamp is not None:
         keep &= series.timestamps > since_timestamp
     return Series(*(column[keep] for column in series))
@@ -130,7 +133,7 @@ def _is_ordered(series: Series) -> bool:
 
 
 def encode_metric(metric_name, series: Series, *, max_points=None, since_step=None,
-                  since_timestamp=None) -> list:
+                  since_timestamp=None, max_step=None) -> list:
     """The contract's metric history object as JSON, in pieces for one final join.
 
     Points are ordered by step, then timestamp; NaN/Infinity are null; min/max are
@@ -138,7 +141,7 @@ def encode_metric(metric_name, series: Series, *, max_points=None, since_step=No
     over every selected point; ``max_points`` then thins them for plotting and adds
     ``downsampled``.
     """
-    series = window(ordered(series), since_step, since_timestamp)
+    series = window(ordered(series), since_step, since_timestamp, max_step)
     summary = stats(series)
     if max_points is not None:
         shown = downsample(series, max_points)
@@ -146,6 +149,12 @@ def encode_metric(metric_name, series: Series, *, max_points=None, since_step=No
         series = shown
     return [orjson.dumps({"metric_name": metric_name})[:-1], b',"history":[',
             *encode_points(series), b"],", orjson.dumps(summary)[1:]]
+
+
+def last_value(series: Series):
+    """The value of the latest point (greatest step, then timestamp), as ``stats`` reports
+    it for the whole series; None for an empty one."""
+    return finite_or_none(ordered(series).values[-1]) if series.size else None
 
 
 def encode_points(series: Series) -> list:

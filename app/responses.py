@@ -58,9 +58,19 @@ class RunSchema(ma.Schema):
     run_name = fields.String(allow_none=True)
     status = fields.String()
     duration_seconds = fields.Float(allow_none=True, metadata={"description": "null without end time"})
+    start_time = fields.Integer(allow_none=True, metadata={
+        "description": "When the run started, ms since the epoch"})
+    end_time = fields.Integer(allow_none=True, metadata={
+        "description": "When the run ended, ms since the epoch; null while it runs"})
+    experiment_id = fields.String()
+    user_id = fields.String(allow_none=True, metadata={"description": "Who created the run"})
     parameters = fields.Dict(keys=fields.String(), values=fields.String())
-    metrics_summary = fields.Dict(keys=fields.String(), values=fields.Float(allow_none=True))
+    metrics_summary = fields.Dict(keys=fields.String(), values=fields.Float(allow_none=True),
+                                  metadata={"description": "Each metric's latest value: its "
+                                            "history's last_value unless max_step cuts it"})
     metrics_history = fields.List(fields.Nested(MetricHistorySchema))
+    tags = fields.Dict(keys=fields.String(), values=fields.String(), metadata={
+        "description": "Only with include_tags: the run's MLflow tags"})
 
 
 class RunErrorSchema(ma.Schema):

@@ -190,15 +190,31 @@ class RunsQuerySchema(ConnectionSchema):
         load_default=None, allow_none=True, strict=True,
         validate=validate.Range(min=-(2**63), max=2**63 - 2),
         metadata={"description": "Only points with a step greater than this (a live run's poll)"})
+    max_step = fields.Integer(
+        load_default=None, allow_none=True, strict=True,
+        validate=validate.Range(min=-(2**63), max=2**63 - 1),
+        metadata={"description": "Only points with a step at most this (a zoom); with "
+                                 "since_step, the points with since_step < step <= max_step. "
+                                 "Must be greater than since_step"})
     since_timestamp = fields.Integer(
         load_default=None, allow_none=True, strict=True,
         validate=validate.Range(min=-(2**63), max=2**63 - 1),
         metadata={"description": "Only points logged after this time (ms since the epoch)"})
+    include_tags = StrictBoolean(
+        load_default=False,
+        metadata={"description": "Add each run's MLflow tags as `tags` {key: value}, all of "
+                                 "them (mlflow.* included, as MLflow's API returns them)"})
     format = fields.String(
         load_default=None, allow_none=True, validate=validate.OneOf(["json", "csv"]),
         metadata={"description": "csv: the selected histories as CSV rows (run_id, run_name, "
                                  "metric, step, value, timestamp), streamed; also chosen by "
                                  "`Accept: text/csv`. Default json"})
+
+    @ma.validates_schema
+    def step_range(self, data, **kwargs):
+        since, most = data.get("since_step"), data.get("max_step")
+        if since is not None and most is not None and most <= since:
+            raise ma.ValidationError(f"Must be greater than since_step ({since}).", "max_step")
 
     @ma.post_load(pass_original=True)
     def typed(self, data, original, **kwargs):

@@ -17,6 +17,8 @@ auth cache stays off), so the number of MLflow requests is what the timings refl
 See bench/README.md for the targets.
 """
 import contextlib
+import gzip
+import io
 import json
 import os
 import statistics
@@ -159,22 +161,38 @@ def naive_client_loop(tracking_uri: str, exp_id: str) -> dict:
     return {"bytes": received[0]}
 
 
-def runs_caller(pool: urllib3.PoolManager, base: str, body: dict, log: Path):
+def runs_caller(pool: urllib3.PoolManager, base: str, body: dict, log: Path,
+                coding: str | None = None):
     # urllib3 reads the 13 MB body in one go; requests' 10 KB iter_content would add
     # ~10 ms of client overhead to every warm sample (measured on loopback).
     payload = json.dumps(body).encode()
+    headers = {"Content-Type": "application/json"}
+    if coding:  # timed: the body as sent (bytes on the wire); decoded outside the timing
+        headers["Accept-Encoding"] = coding
 
     def call() -> dict:
-        response = pool.request("POST", f"{base}/mlflow/runs", body=payload,
-                                headers={"Content-Type": "application/json"},
-                                timeout=REQUEST_TIMEOUT, retries=False)
+        response = pool.request("POST", f"{base}/mlflow/runs", body=payload, headers=headers,
+                                timeout=REQUEST_TIMEOUT, retries=False, decode_content=False)
         if response.status != 200:
             raise BenchError(f"POST /mlflow/runs answered {response.status}: "
                              f"{response.data[:2000]!r}\n{log_tail(log)}")
+        if response.headers.get("Content-Encoding") != coding:
+            raise BenchError(f"asked for {coding}, got {response.headers.get('Content-Encoding')}")
         # The service's own account of whether it asked MLflow (HIT, MISS, ...).
         return {"bytes": len(response.data), "x_cache": response.headers.get("X-Cache"),
-                "verify": lambda: check_runs_payload(response.data)}
+                "verify": lambda: check_runs_payload(decoded(response.data, coding))}
     return call
+
+
+def decoded(body: bytes, coding: str | None) -> bytes:
+    if coding == "gzip":
+        return gzip.decompress(body)
+    if coding == "zstd":
+        import zstandard
+        reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(body),
+                                                            read_across_frames=True)
+        return reader.read()
+    return body
 
 
 def check_runs_payload(content: bytes):
@@ -212,7 +230,9 @@ def redis_floor(cache: redis.Redis, repeats: int) -> dict | None:
 
 
 ROWS = [("baseline", "baseline (MlflowClient loop)"), ("cold", "cold (service, empty cache)"),
-        ("warm", "warm (service, cache filled)"), ("redis_floor", "raw Redis floor (MGET)")]
+        ("warm", "warm (service, cache filled)"),
+        ("warm_gzip", "warm, Accept-Encoding: gzip"), ("warm_zstd", "warm, Accept-Encoding: zstd"),
+        ("redis_floor", "raw Redis floor (MGET)")]
 
 
 def speedups(results: dict) -> dict:
@@ -227,7 +247,7 @@ def speedups(results: dict) -> dict:
 
 def print_report(results: dict, ratios: dict):
     baseline = results["baseline"]["median_seconds"]
-    header = ("approach", "MLflow requests", "median seconds", "ratio vs baseline")
+    header = ("approach", "MLflow requests", "median seconds", "ratio vs baseline", "bytes")
     lines = []
     for key, label in ROWS:
         result = results.get(key)
@@ -236,7 +256,8 @@ def print_report(results: dict, ratios: dict):
         seen = result["mlflow_requests_seen"]
         reqs = str(seen[0]) if len(seen) == 1 else f"{seen[0]}-{seen[-1]}"
         lines.append((label, reqs, f"{result['median_seconds']:.4f}",
-                      f"{baseline / result['median_seconds']:,.1f}x faster"))
+                      f"{baseline / result['median_seconds']:,.1f}x faster",
+                      f"{result['bytes']:,}"))
     widths = [max(len(row[i]) for row in [header, *lines]) for i in range(len(header))]
     print()
     for row in [header, tuple("-" * w for w in widths), *lines]:
@@ -300,10 +321,9 @@ def run(args, stack: contextlib.ExitStack) -> dict:
             "baseline", lambda: naive_client_loop(proxy.uri, exp_id), args.baseline_repeats, proxy)
 
     pool = stack.enter_context(urllib3.PoolManager())
-    call = runs_caller(pool, base, {
-        "tracking_uri": proxy.uri, "username": username, "password": password,
-        "experiment_name": EXPERIMENT, "limit": RUNS, "http_timeout": 300,
-    }, log)
+    body = {"tracking_uri": proxy.uri, "username": username, "password": password,
+            "experiment_name": EXPERIMENT, "limit": RUNS, "http_timeout": 300}
+    call = runs_caller(pool, base, body, log)
     def empty_caches():  # Redis, and the workers' own copies of runs (new workers)
         cache.flushall()
         svc.restart_workers(SERVICE_WORKERS)
@@ -312,6 +332,10 @@ def run(args, stack: contextlib.ExitStack) -> dict:
     results["cold"] = measure("cold", call, args.cold_repeats, proxy, before=empty_caches)
     step(f"warm: POST /mlflow/runs again x {args.repeats}")
     results["warm"] = measure("warm", call, args.repeats, proxy)
+    for coding in ("gzip", "zstd"):  # issue 12: bytes on the wire and time, compressed
+        step(f"warm, Accept-Encoding: {coding} x {args.repeats}")
+        results[f"warm_{coding}"] = measure(f"warm {coding}", runs_caller(
+            pool, base, body, log, coding), args.repeats, proxy)
     step(f"raw Redis floor x {args.repeats}")
     floor = redis_floor(cache, args.repeats)
     if floor:

@@ -22,7 +22,7 @@ def all_redis_bytes(redis_url, prefix):
 
 
 def test_second_poll_of_finished_runs_asks_mlflow_nothing(cached_app, body, proxy, mlflow_server):
-    client = cached_app().test_client()
+    client = cached_app(RUN_LIST_TTL=300).test_client()  # the listing outlives a slow first poll
     for selector in ({"run_id": mlflow_server.ids["runs"]["finished"]},
                      {"experiment_name": "secret-exp"}):  # its runs are all finished
         proxy.reset()
@@ -248,7 +248,7 @@ def test_warm_poll_from_the_workers_copy_reads_no_run_from_redis(cached_app, bod
                                                                  mlflow_server, monkeypatch):
     from app.cache.run_cache import RunCache
 
-    client = cached_app().test_client()
+    client = cached_app(RUN_LIST_TTL=300).test_client()  # the listing outlives a slow poll
     query = body(run_id=mlflow_server.ids["runs"]["finished"])
     first = poll(client, query)
     reads = []
@@ -260,7 +260,7 @@ def test_warm_poll_from_the_workers_copy_reads_no_run_from_redis(cached_app, bod
     assert second.data == first.data and proxy.count() == 0
     assert reads == []   # served from the worker's own copy
     # another app (another worker) has no copy: it reads the shared entry once, then keeps it
-    other = cached_app().test_client()
+    other = cached_app(RUN_LIST_TTL=300).test_client()
     assert poll(other, query).data == first.data
     assert len(reads) == 1
     poll(other, query)

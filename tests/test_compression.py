@@ -10,7 +10,7 @@ import zstandard
 from hypothesis import given, settings, strategies as st
 
 from app.compression import (Segment, compress_stream, compress_whole, negotiate,
-                             parse_accept_encoding)
+                             parse_accept_encoding, plain, stored_form)
 
 
 def decode(body: bytes, coding: str) -> bytes:
@@ -60,24 +60,40 @@ def test_memoryviews_and_an_empty_body(coding):
 
 
 @pytest.mark.parametrize("coding", ["gzip", "zstd"])
-def test_precompressed_segments_are_spliced_as_they_are(coding):
+def test_stored_segments_are_spliced_as_they_are(coding):
     run_a, run_b = b'{"run":"a",' + b"1," * 20_000 + b'"end":1}', b'{"run":"b"}' * 3000
-    stored_a, stored_b = compress_whole(run_a, coding), compress_whole(run_b, coding)
+    stored_a, stored_b = stored_form(run_a, coding), stored_form(run_b, coding)
     chunks = [b'{"runs":[', Segment(run_a, {coding: stored_a}), b",",
-              Segment(run_b, {coding: stored_b}), b",", Segment(b'"plain"'), b"]}"]
+              Segment(memoryview(run_b), {coding: stored_b}), b",", Segment(b'"plain"'), b"]}"]
     body = b"".join(compress_stream(chunks, coding))
     assert decode(body, coding) == (b'{"runs":[' + run_a + b"," + run_b + b',"plain"]}')
     assert stored_a in body and stored_b in body  # copied, not compressed again
-    # A segment at the very start and end: no empty member/frame around it.
-    only = b"".join(compress_stream([Segment(run_a, {coding: stored_a})], coding))
-    assert only == stored_a
+    for only in ([Segment(run_a, {coding: stored_a})],                  # alone
+                 [Segment(run_a, {coding: stored_a})] * 2 + [b"tail"]):  # back to back
+        expected = b"".join(c.raw if isinstance(c, Segment) else c for c in only)
+        assert decode(b"".join(compress_stream(only, coding)), coding) == expected
+
+
+@pytest.mark.parametrize("chunks", [
+    [b"head" * 500, "A", b"mid" * 500, "A", b"tail"], ["A"], ["A", "A"], [b"x", "A"], []])
+def test_a_gzip_answer_is_one_member(chunks):
+    """curl --compressed and browsers read only the first gzip member: a spliced answer
+    must still be a single one (a streaming inflater ends exactly at its end)."""
+    raw = b"0123456789" * 10_000
+    segment = Segment(raw, {"gzip": stored_form(raw, "gzip")})
+    chunks = [segment if c == "A" else c for c in chunks]
+    body = b"".join(compress_stream(chunks, "gzip"))
+    inflater = zlib.decompressobj(31)
+    out = inflater.decompress(body)
+    assert inflater.eof and inflater.unused_data == b""
+    assert out == b"".join(raw if c is segment else c for c in chunks)
 
 
 @pytest.mark.parametrize("coding", ["gzip", "zstd"])
 def test_a_stored_form_read_as_a_memoryview_goes_out_as_bytes(coding):
     """The store hands cached bytes back as memoryviews; gunicorn writes bytes only."""
     raw = b'{"run":"a",' + b"1," * 20_000 + b'"end":1}'
-    stored = memoryview(b"b" + compress_whole(raw, coding))[1:]   # as Store.get_many gives it
+    stored = memoryview(b"b" + stored_form(raw, coding))[1:]   # as Store.get_many gives it
     pieces = list(compress_stream([b"[", Segment(raw, {coding: stored}), b"]"], coding))
     assert all(type(piece) is bytes for piece in pieces)
     assert decode(b"".join(pieces), coding) == b"[" + raw + b"]"
@@ -85,21 +101,9 @@ def test_a_stored_form_read_as_a_memoryview_goes_out_as_bytes(coding):
 
 def test_a_segment_only_in_another_coding_is_compressed_from_raw():
     raw = b"abc" * 1000
-    body = b"".join(compress_stream([Segment(raw, {"zstd": compress_whole(raw, "zstd")})], "gzip"))
+    body = b"".join(compress_stream([Segment(raw, {"zstd": stored_form(raw, "zstd")})], "gzip"))
     assert gzip.decompress(body) == raw
-
-
-def test_gzip_members_also_decode_with_a_streaming_inflater():
-    """What HTTP clients do (zlib with a gzip window, restarted on each member)."""
-    raw = b"0123456789" * 10_000
-    body = b"".join(compress_stream([b"head", Segment(raw, {"gzip": compress_whole(raw, "gzip")}),
-                                     b"tail"], "gzip"))
-    out, rest = b"", body
-    while rest:
-        inflater = zlib.decompressobj(31)
-        out += inflater.decompress(rest)
-        rest = inflater.unused_data
-    assert out == b"head" + raw + b"tail"
+    assert compress_whole(raw, "zstd") == stored_form(raw, "zstd")  # zstd: a whole frame
 
 
 @pytest.mark.parametrize("coding", ["gzip", "zstd"])
@@ -122,3 +126,10 @@ def test_output_is_streamed_not_buffered(coding):
 def test_unknown_coding_is_refused():
     with pytest.raises(ValueError):
         list(compress_stream([b"x"], "br"))
+
+
+def test_plain_writes_segments_raw_as_bytes():
+    view = memoryview(b"v" * (3 << 20))
+    out = list(plain([b"[", Segment(view, {"gzip": b"ignored"}), Segment(b"raw"), b"]"]))
+    assert all(isinstance(piece, bytes) for piece in out)
+    assert b"".join(out) == b"[" + bytes(view) + b"raw]" and len(out) == 1 + 3 + 2

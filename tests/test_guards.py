@@ -181,3 +181,59 @@ def test_a_listing_is_never_handed_to_another_caller(cached_app, body, mlflow_se
     own = poll(client, body("alice", refresh=True, **query))
     assert orjson.loads(as_alice.data) == orjson.loads(own.data)
     assert mlflow_server.ids["runs"]["secret"] not in {run["run_id"] for run in own.get_json()["runs"]}
+
+
+# --- shared listings (issue 12) ---------------------------------------------------------------
+
+def test_a_shared_listing_is_never_served_without_the_callers_own_grant(cached_app, body, proxy,
+                                                                      mlflow_server):
+    """admin fills the shared listing of secret-exp; alice, whom MLflow denies it, asks the
+    same query within RUN_LIST_TTL: 403 from MLflow, never admin's listing."""
+    query = {"experiment_name": "secret-exp", "include_metric_history": False}
+    client = cached_app(RUN_LIST_TTL=300).test_client()
+    secret = mlflow_server.ids["runs"]["secret"]
+    assert poll(client, body(**query)).get_json()["runs"][0]["run_id"] == secret
+    proxy.reset()
+    refused = poll(client, body("alice", **query), status=403)
+    assert secret.encode() not in refused.data
+    assert any("experiments/get" in path for path in proxy.paths)  # MLflow was asked, for alice
+
+
+def test_a_shared_listing_serves_another_reader_with_one_grant_call(cached_app, body, proxy,
+                                                                  mlflow_server):
+    query = {"experiment_name": "shared-exp", "include_metric_history": False}
+    client = cached_app(RUN_LIST_TTL=300).test_client()
+    as_admin = poll(client, body(**query)).get_json()
+    proxy.reset()
+    as_bob = poll(client, body("bob", **query))
+    assert as_bob.get_json() == as_admin
+    assert [path.split("?")[0] for path in proxy.paths] == ["GET /api/2.0/mlflow/experiments/get"]
+
+
+def test_a_query_across_experiments_never_uses_a_shared_listing(cached_app, body, mlflow_server):
+    """alice (denied secret-exp) asks across every experiment first; admin's same query must
+    still list the secret run: a shared key would hand him alice's narrower selection."""
+    query = {"include_metric_history": False, "limit": 100}
+    client = cached_app(RUN_LIST_TTL=300).test_client()
+    secret = mlflow_server.ids["runs"]["secret"]
+    assert secret not in {run["run_id"] for run in poll(client, body("alice", **query)).get_json()["runs"]}
+    assert secret in {run["run_id"] for run in poll(client, body(**query)).get_json()["runs"]}
+
+
+def test_a_revoked_reader_refreshing_a_shared_listing_stores_no_empty_one(cached_app, body,
+                                                                         admin_client, mlflow_server):
+    """dave's grant is still cached when MLflow revokes him, and the shared listing expires: his
+    refresh's run search comes back empty (MLflow leaves out what he may not read). That is
+    a 403 for dave, and nothing stored that would empty the experiment for everyone else."""
+    user, password = f"dave-{uuid.uuid4().hex[:8]}", "dave-password-1"
+    mlflow_server.create_user(user, password)
+    experiment = admin_client.create_experiment(f"guards-{uuid.uuid4().hex[:12]}")
+    run_id = admin_client.create_run(experiment).info.run_id
+    client = cached_app(AUTH_CACHE_TTL=300, RUN_LIST_TTL=1).test_client()
+    query = body(experiment_id=experiment, include_metric_history=False)
+    as_dave = dict(query, username=user, password=password)
+    assert [run["run_id"] for run in poll(client, as_dave).get_json()["runs"]] == [run_id]
+    mlflow_server.grant(user, experiment, "NO_PERMISSION")
+    time.sleep(1.2)  # the listing expires; dave's grant does not
+    poll(client, as_dave, status=403)
+    assert [run["run_id"] for run in poll(client, query).get_json()["runs"]] == [run_id]

@@ -9,7 +9,7 @@ import pytest
 import zstandard
 
 from app import create_app
-from app.compression import Segment, compress_whole
+from app.compression import Segment, stored_form
 from app.schemas import CONNECTION_EXAMPLE, RUNS_EXAMPLE
 
 PAGE = "http://127.0.0.1:8090"
@@ -123,7 +123,7 @@ def test_small_answers_go_plain(client):
 
 def test_a_body_with_stored_segments_is_spliced_or_written_raw(app):
     raw = b'{"run":' + b"1," * 5000 + b"1}"
-    stored = {c: compress_whole(raw, c) for c in ("gzip", "zstd")}
+    stored = {c: stored_form(raw, c) for c in ("gzip", "zstd")}
 
     @app.get("/segments")
     def segments():
@@ -136,6 +136,27 @@ def test_a_body_with_stored_segments_is_spliced_or_written_raw(app):
     for coding in ("gzip", "zstd"):
         answer = client.get("/segments", headers={"Accept-Encoding": coding})
         assert stored[coding] in answer.data and decode(answer) == b"[" + raw + b"]"
+
+
+def test_a_streamed_answer_is_compressed_as_it_is_read(app):
+    import os
+    read = []
+
+    @app.get("/stream")
+    def stream():
+        def body():
+            for i in range(100):
+                read.append(i)
+                yield os.urandom(64 * 1024)  # incompressible: output at once
+        return app.response_class(body(), mimetype="text/csv")
+
+    answer = app.test_client().get("/stream", headers={"Accept-Encoding": "gzip"}, buffered=False)
+    assert answer.headers["Content-Encoding"] == "gzip" and "Content-Length" not in answer.headers
+    pieces = iter(answer.response)
+    first = next(pieces)
+    assert first and len(read) < 10  # not the whole body first
+    assert len(gzip.decompress(first + b"".join(pieces))) == 100 * 64 * 1024
+    answer.close()
 
 
 # --- GET forms (test client) -------------------------------------------------

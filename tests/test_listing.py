@@ -70,3 +70,18 @@ def test_refresh_asks_mlflow_again():
     asked = len(mlflow.calls)
     _, cached = listing(context(mlflow, cache, refresh=True), Selection(experiment_id="1"))
     assert not cached and len(mlflow.calls) > asked
+
+
+def test_only_experiment_or_run_scoped_listings_are_shared():
+    """Shared: one experiment or run, whoever asks (still per server and TLS choice).
+    Per caller: every experiment (MLflow filters by permission), and run_ids."""
+    cache = memory_cache()
+    callers = [MlflowTarget("http://mlflow.test", user, pw) for user, pw in [("alice", "a"), ("bob", "b")]]
+
+    def keys(sel):
+        return {cache.list_key(target, sel) for target in callers}
+    for sel in (Selection(experiment_name="exp"), Selection(experiment_id="1"), Selection(run_id="r")):
+        assert len(keys(sel)) == 1
+        assert cache.list_key(MlflowTarget("http://mlflow.test", "alice", "a", False), sel) not in keys(sel)
+    for sel in (Selection(), Selection(run_ids=("r",)), Selection(experiment_id="1", run_ids=("r",))):
+        assert len(keys(sel)) == 2

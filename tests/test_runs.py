@@ -27,8 +27,10 @@ def test_contract_fields_and_default_selection(shared_runs):
     histories = sum(len(r["metrics_history"]) for r in shared_runs["runs"])
     assert shared_runs["message"] == f"Fetched {len(SHARED_ACTIVE)} run(s) with {histories} total metric histories"
     for run in shared_runs["runs"]:
+        # the contract's fields, and issue 12's dashboard fields beside them (additive)
         assert set(run) == {"run_id", "run_name", "status", "duration_seconds", "parameters",
-                            "metrics_summary", "metrics_history"}
+                            "metrics_summary", "metrics_history"} | {
+                            "start_time", "end_time", "experiment_id", "user_id"}
 
 
 def test_finished_run_matches_what_was_logged(shared_runs, mlflow_server):

@@ -36,3 +36,10 @@ def generation_key(uri: str, run_id: str) -> str:
 def caller(target) -> list:
     """What tells callers apart: the MLflow they reach, as whom, and how."""
     return [normalize_uri(target.uri), target.username, target.password, target.verify_tls]
+
+
+def server(target) -> list:
+    """What tells MLflow servers apart, whoever asks: the normalized URI and whether
+    its certificate is checked (a listing made without checks never serves a request
+    that wants them)."""
+    return [normalize_uri(target.uri), target.verify_tls]

@@ -43,8 +43,11 @@ def runs(ctx, query: RunsQuery, *, as_csv: bool = False, coding: str = None) -> 
         pieces, hits = whole.build(selected, query.include_metric_history)
         state = _cache_state(ctx, listed_from_cache, hits)
         etag = etag_of(query, found, whole.generations, as_csv=False)
-        if coding and query.include_metric_history:
+        # A stored compressed form is of the run's JSON alone: not with this query's tags.
+        if coding and query.include_metric_history and not query.selection.include_tags:
             pieces = CompressedForms(ctx, coding).wrap(selected, pieces, whole.generations)
+    if query.selection.include_tags:
+        pieces = [(encoding.with_tags(piece, run), n) for (piece, n), run in zip(pieces, selected)]
     answer = encoding.json_answer(found, pieces, view, state)
     answer.etag = etag
     return answer
@@ -58,6 +61,9 @@ def _cache_state(ctx, listed_from_cache, hits):
 
 
 UNKNOWN = object()  # a run's generation when the cache could not be read
+# The run JSON's format, in each entry's header: an entry of another format (made by an
+# older release, without start_time, end_time, experiment_id, user_id) is a miss.
+RUN_FORMAT = 2
 
 
 class WholeRuns:
@@ -107,7 +113,9 @@ class WholeRuns:
         """``entry`` if it is of the run's current generation, or the cache cannot say
         (Redis down: this worker's copies still serve, by the fingerprint rule)."""
         current = self.generations.get(_id(run))
-        if entry is None or current is UNKNOWN:
+        if entry is None or entry[0].get("format") != RUN_FORMAT:
+            return None
+        if current is UNKNOWN:
             return entry
         return entry if current and entry[0].get("generation") == current else None
 
@@ -133,7 +141,7 @@ class WholeRuns:
             renew=self.ctx.refresh)
         header = {"status": run["info"]["status"], "fingerprint": fingerprint(run),
                   "experiment_id": run["info"]["experiment_id"], "histories": piece[1],
-                  "points": points, "generation": generation}
+                  "points": points, "generation": generation, "format": RUN_FORMAT}
         self.generations[_id(run)] = generation
         ttl = self.cache.ttl_for(run)
         self.cache.set_entry(self._key(run), header, piece[0], ttl)

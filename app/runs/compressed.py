@@ -9,7 +9,7 @@ changed, retires the forms with the JSON). A run without a form yet is compresse
 at the stored level, by the request that first needs it, and the form is stored.
 """
 from app.cache.freshness import fingerprint, terminal
-from app.compression import Segment, compress_whole
+from app.compression import Segment, stored_form
 
 # Smaller runs are left to the stream compressor: a member/frame per run costs a header
 # and a fresh dictionary, worth it only for runs of some size.
@@ -31,7 +31,7 @@ class CompressedForms:
         forms = self._stored(wanted, generations)
         for run_id, (run, raw) in wanted.items():
             if run_id not in forms:
-                forms[run_id] = compress_whole(raw, self.coding)
+                forms[run_id] = stored_form(raw, self.coding)
                 self._store(run, forms[run_id], generations[run_id])
         return [(Segment(piece[0], {self.coding: forms[run["info"]["run_id"]]}), piece[1])
                 if run["info"]["run_id"] in wanted else piece

@@ -48,7 +48,9 @@ def json_answer(listing, pieces, view, cache_state) -> RunsAnswer:
         tail["run_errors"] = listing["errors"]
     chunks = [orjson.dumps(head)[:-1] + b',"runs":[']
     for i, (piece, _) in enumerate(pieces):
-        chunks += [b",", piece] if i else [piece]
+        if i:
+            chunks.append(b",")
+        chunks += piece if isinstance(piece, list) else [piece]  # a list: with_tags' chunks
     chunks.append(b"]," + orjson.dumps(tail)[1:])
     return RunsAnswer(chunks, sum(len(c) for c in chunks), cache_state)
 
@@ -74,7 +76,7 @@ def run_json(run, histories=None, view=View()):
     as pre-encoded pieces and everything is joined once: a million-point history
     is never held as Python objects, nor copied more than once.
     """
-    head = run_fields(run, view)
+    head = run_fields(run, view, histories)
     if histories is None:
         return orjson.dumps(dict(head, metrics_history=[])), 0
     keys = view.keys_of(run)
@@ -88,14 +90,31 @@ def run_json(run, histories=None, view=View()):
     return b"".join(pieces), len(keys)
 
 
-def run_fields(run, view=View()):
-    """The contract's run object without ``metrics_history`` (which comes last)."""
+def run_fields(run, view=View(), histories=None):
+    """The contract's run object without ``metrics_history`` (which comes last), and the
+    dashboard's fields (times in ms since the epoch, null when MLflow has none)."""
     info, data = run["info"], run.get("data", {})
     return {
         "run_id": info["run_id"],
         "run_name": info.get("run_name"),
         "status": info.get("status"),
         "duration_seconds": history.duration_seconds(info.get("start_time"), info.get("end_time")),
+        "start_time": _ms(info.get("start_time")),
+        "end_time": _ms(info.get("end_time")),
+        "experiment_id": info.get("experiment_id"),
+        "user_id": info.get("user_id") or None,
         "parameters": {p["key"]: p.get("value", "") for p in data.get("params", [])},
-        "metrics_summary": view.summary(run),
+        "metrics_summary": view.summary(run, histories),
     }
+
+
+def _ms(value):
+    return None if value is None or value == "" else int(value)
+
+
+def with_tags(piece, run):
+    """A run's JSON piece (bytes, or a view of a cached entry) with ``"tags"`` added as
+    its last member, without decoding it: tags are asked per query and never part of
+    the cached run JSON. Pieces end with ``}`` (app/runs/encoding.run_json)."""
+    tags = {t["key"]: t.get("value", "") for t in run.get("data", {}).get("tags", [])}
+    return [piece[:-1], b',"tags":', orjson.dumps(tags), b"}"]

@@ -3,7 +3,8 @@ conditional poll can be answered without building (or compressing) the answer.
 
 What makes a /mlflow/runs answer: the query (selection, view, histories or not, JSON or
 CSV), the encoding of runs (``FORMAT``), the listing's extras (experiment, run errors)
-and, for each run, its fingerprint and the *generation* its cached copies belong to
+and, for each run, its fingerprint, its tags when asked for, and the *generation* its
+cached copies belong to
 (app/cache/run_cache.py): a refresh, or a refetch after a copy expired (which is how
 points logged late below a run's latest step come in), writes a new generation and so a
 new tag. An answer with a run that is not finished has no ETag: its histories come
@@ -32,7 +33,9 @@ def etag_of(query, listing, generations: dict, *, as_csv: bool) -> str | None:
         generation = generations.get(run["info"]["run_id"]) if with_history else ""
         if not isinstance(generation, str):  # unknown: not cached, or the cache is down
             return None
-        made_of.append([run["info"]["run_id"], fingerprint(run), generation])
+        # Tags (include_tags) are not in the fingerprint: they come with the listing.
+        made_of.append([run["info"]["run_id"], fingerprint(run), generation,
+                        run.get("data", {}).get("tags")])
     view = query.view
     parts = [FORMAT, "csv" if as_csv else "json", with_history, query.selection.key_parts(),
              [list(view.metric_keys or ()), view.max_points, view.since_step,

@@ -1,9 +1,12 @@
 """A query's listing (which runs it selects) from the cache or from MLflow, and the
 grants that let a cached listing or run be served to these credentials.
 
-A cached listing is per caller (MLflow filters searches by permission); before it is
+A cached listing is per caller (MLflow filters searches by permission), except for a
+query scoped to one experiment or run (``Selection.shared``), whose listing is the same
+for everyone who may read that experiment and is shared. Either way, before it is
 served, MLflow must have accepted these credentials for each of its experiments within
-AUTH_CACHE_TTL (a *grant*), so a revoked permission stops cached answers too.
+AUTH_CACHE_TTL (a *grant*), so a revoked permission stops cached answers too, and a
+caller without permission never gets a listing someone else filled.
 """
 from app.cache.flight import one_asks
 from app.runs.query import Selection
@@ -47,8 +50,9 @@ def _ensure_grant(ctx, experiment_id):
     cache, target = ctx.cache, ctx.target
 
     def ask():
-        ctx.mlflow.get_experiment(experiment_id)  # 401/403 propagate to the caller
+        experiment = ctx.mlflow.get_experiment(experiment_id)  # 401/403 propagate to the caller
         cache.record_grant(target, experiment_id)
+        cache.set_experiment(target, experiment)  # its name and state, as of now
         return True
 
     if cache.auth_ttl <= 0:

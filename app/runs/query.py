@@ -26,6 +26,9 @@ class Selection:
     filter_string: str | None = None
     order_by: tuple | None = None
     run_status: tuple | None = None
+    # Not which runs, but what the listing keeps of them: their tags only when asked
+    # (so a listing with tags never serves a query without, nor the reverse).
+    include_tags: bool = False
 
     @classmethod
     def of(cls, data: dict, sent: set) -> "Selection":
@@ -38,6 +41,16 @@ class Selection:
         if values["run_ids"] and "limit" not in sent:
             values["limit"] = len(values["run_ids"])
         return cls(**values)
+
+    @property
+    def shared(self) -> bool:
+        """Scoped to one experiment or run: which runs it selects is the same for everyone
+        MLflow lets read that experiment, so its cached listing is shared by them (each
+        caller's grant is still checked: app/runs/listing.py). Queries across every
+        experiment (MLflow answers each caller with what they may read) and run_ids
+        queries (each run checked for each caller) stay per caller."""
+        scoped = (self.experiment_name, self.experiment_id, self.run_id)
+        return any(value is not None for value in scoped) and not self.run_ids
 
     def but(self, **changes) -> "Selection":
         """This selection with some fields changed (a search of our own, narrower)."""

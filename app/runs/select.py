@@ -12,7 +12,7 @@ from app.runs.search import matching, not_found_as, one_run, search
 
 
 def select(ctx, sel: Selection) -> dict:
-    experiment = resolve_experiment(ctx, sel)
+    experiment, remembered = resolve_experiment(ctx, sel)
     failed = None
     if sel.run_id is not None:
         if sel.run_ids and sel.run_id not in sel.run_ids:
@@ -27,25 +27,34 @@ def select(ctx, sel: Selection) -> dict:
     else:
         ids = [experiment["experiment_id"]] if experiment else None
         runs = search(ctx, sel, ids)
+        if remembered and not runs:
+            # MLflow's run search silently leaves out experiments the caller may not
+            # read: with the experiment from the cache, no runs proves nothing (a
+            # revoked caller must not store an empty shared listing). MLflow decides.
+            experiment = ctx.mlflow.get_experiment(experiment["experiment_id"])
+            ctx.cache.set_experiment(ctx.target, experiment)
     listing = {"experiment": experiment and {"experiment_id": experiment["experiment_id"],
                                              "name": experiment["name"]},
-               "runs": [slim(run) for run in runs]}
+               "runs": [slim(run, tags=sel.include_tags) for run in runs]}
     if failed is not None:
         listing["errors"] = failed
     return listing
 
 
 def resolve_experiment(ctx, sel: Selection):
-    """The experiment named by experiment_name and/or experiment_id (they must agree)."""
+    """(The experiment named by experiment_name and/or experiment_id (they must agree),
+    whether it came from the cache rather than from MLflow for this caller)."""
     by_name = by_id = None
+    remembered = []
     if sel.experiment_name is not None:
-        by_name = not_found_as(ctx.mlflow.get_experiment_by_name, sel.experiment_name,
-                               f"Experiment '{sel.experiment_name}' not found. "
-                               "POST /mlflow/experiments lists the names you can read.")
+        by_name = _lookup(ctx, sel, "name", sel.experiment_name, ctx.mlflow.get_experiment_by_name,
+                          f"Experiment '{sel.experiment_name}' not found. "
+                          "POST /mlflow/experiments lists the names you can read.", remembered)
     if sel.experiment_id is not None:
         # MLflow answers 400 to an id that cannot be one ("abc"): no such experiment.
-        by_id = not_found_as(ctx.mlflow.get_experiment, sel.experiment_id,
-                             f"Experiment with id '{sel.experiment_id}' not found.", also=(400,))
+        by_id = _lookup(ctx, sel, "id", sel.experiment_id, ctx.mlflow.get_experiment,
+                        f"Experiment with id '{sel.experiment_id}' not found.", remembered,
+                        also=(400,))
     if by_name and by_id and by_name["experiment_id"] != by_id["experiment_id"]:
         raise errors.InvalidInput(
             f"experiment_name '{by_name['name']}' is experiment {by_name['experiment_id']}, "
@@ -54,14 +63,36 @@ def resolve_experiment(ctx, sel: Selection):
     if experiment and experiment.get("lifecycle_stage") == "deleted" and not sel.include_deleted:
         raise errors.NotFound(f"Experiment '{experiment['name']}' is deleted; "
                               "send include_deleted: true to read it anyway.")
-    return experiment
+    return experiment, bool(remembered) and all(remembered)
 
 
-def slim(run):
-    """A run without its tags (they can be large), except the run name."""
+def _lookup(ctx, sel, by, value, fetch, message, remembered, also=()):
+    """The experiment by name or id. For a shared listing's refresh, as MLflow resolved
+    it within AUTH_CACHE_TTL, if this caller holds a grant for it (then the refresh is
+    one run search); else asked of MLflow, with these credentials."""
+    cache = ctx.cache
+    if sel.shared and not ctx.refresh:
+        known = cache.get_experiment(ctx.target, by, value)
+        if known and cache.has_grant(ctx.target, known["experiment_id"]):
+            remembered.append(True)
+            return known
+    found = not_found_as(fetch, value, message, also=also)
+    remembered.append(False)
+    if sel.shared:
+        cache.set_experiment(ctx.target, found)
+    return found
+
+
+def slim(run, tags=False):
+    """A run without its tags (they can be large), except the run name and user, unless
+    ``tags`` (include_tags): only then does the listing hold them, for this query."""
     data = run.get("data", {})
-    name = next((t.get("value") for t in data.get("tags", []) if t["key"] == "mlflow.runName"), None)
+    found = {t["key"]: t.get("value") for t in data.get("tags", [])}
     info = dict(run["info"])
-    info["run_name"] = info.get("run_name") or name
-    return {"info": info, "data": {"params": data.get("params", []),
-                                   "metrics": data.get("metrics", [])}}
+    info["run_name"] = info.get("run_name") or found.get("mlflow.runName")
+    info["user_id"] = info.get("user_id") or found.get("mlflow.user")
+    slimmed = {"info": info, "data": {"params": data.get("params", []),
+                                      "metrics": data.get("metrics", [])}}
+    if tags:
+        slimmed["data"]["tags"] = data.get("tags", [])
+    return slimmed

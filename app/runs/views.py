@@ -1,5 +1,5 @@
 """What a /mlflow/runs query asks to see of each run's histories: which metrics, which
-points (since_step / since_timestamp) and how many (max_points). Pure; no I/O."""
+points (since_step / max_step / since_timestamp) and how many (max_points). Pure; no I/O."""
 from dataclasses import dataclass
 
 from app import history
@@ -11,12 +11,13 @@ class View:
     max_points: int = None
     since_step: int = None
     since_timestamp: int = None
+    max_step: int = None           # with since_step: since_step < step <= max_step
 
     @classmethod
     def of(cls, query: dict) -> "View":
         keys = query.get("metric_keys")
         return cls(tuple(keys) if keys else None, query.get("max_points"),
-                   query.get("since_step"), query.get("since_timestamp"))
+                   query.get("since_step"), query.get("since_timestamp"), query.get("max_step"))
 
     @property
     def selects(self) -> bool:
@@ -36,28 +37,45 @@ class View:
         have = {key for run in runs for key in run_metric_keys(run)}
         return [key for key in self.metric_keys or () if key not in have]
 
-    def summary(self, run) -> dict:
-        """metrics_summary: the latest value of each metric shown."""
+    def summary(self, run, histories=None) -> dict:
+        """metrics_summary: the latest value of each metric shown.
+
+        The listing's latest values and the histories come from different MLflow calls;
+        for a live run the histories are read later and may hold newer points. So the
+        latest point of the history read for this answer wins wherever there is one
+        (``histories``: {(run_id, key): Series}); the listing's value stands for a
+        metric none was read of (no histories asked, or no point after since_step).
+        Hence a metric's summary is its history's ``last_value`` whenever the history
+        shown is not cut from above (no max_step below the run's last step).
+        """
         latest = {m["key"]: history.finite_or_none(m.get("value"))
                   for m in run.get("data", {}).get("metrics", [])}
-        if self.metric_keys is None:
-            return latest
-        return {key: latest[key] for key in self.metric_keys if key in latest}
+        shown = latest if self.metric_keys is None else {
+            key: latest[key] for key in self.metric_keys if key in latest}
+        run_id = run["info"]["run_id"]
+        for key in shown:
+            series = (histories or {}).get((run_id, key))
+            if series is not None and series.size:
+                shown[key] = history.last_value(series)
+        return shown
 
     def encode(self, key, series) -> list:
         return history.encode_metric(key, series, max_points=self.max_points,
                                      since_step=self.since_step,
-                                     since_timestamp=self.since_timestamp)
+                                     since_timestamp=self.since_timestamp, max_step=self.max_step)
 
     def shown_size(self, series) -> int:
         """How many points ``points(series)`` holds (an upper bound with max_points)."""
-        size = history.window(series, self.since_step, self.since_timestamp).size
+        size = self._window(series).size
         return min(size, self.max_points) if self.max_points else size
 
     def points(self, series) -> history.Series:
         """The points shown, ordered, without the stats (for CSV)."""
-        shown = history.window(history.ordered(series), self.since_step, self.since_timestamp)
+        shown = self._window(history.ordered(series))
         return history.downsample(shown, self.max_points) if self.max_points else shown
+
+    def _window(self, series):
+        return history.window(series, self.since_step, self.since_timestamp, self.max_step)
 
 
 def run_metric_keys(run) -> list:
