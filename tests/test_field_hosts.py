@@ -4,16 +4,20 @@ deploy/nginx.conf, under the path prefix /mlflow-logs/, sharing the test Redis.
 The docs and the spec work under the prefix; a run fetched cold through one host is a HIT
 with 0 MLflow calls through the other; the rate limit is one budget across hosts; request
 ids pass through nginx and the service; a 13 MB answer comes gzipped through nginx's
-buffers. Each test that spends rate-limit budget connects from a loopback address of its
-own (the service counts per client address, which it takes from nginx's X-Forwarded-For).
+buffers (compressed by the service: nginx passes it on as it is). Each test that spends
+rate-limit budget connects from a loopback address of its own (the service counts per
+client address, which it takes from nginx's X-Forwarded-For).
 """
 import gzip
+import re
+import time
 import uuid
 
 import pytest
 import requests
 
 from tests.support.hosts import behind_nginx, print_field as field, session_from
+from tests.support.nginx import REFERENCE_CONF
 from tests.support.seed import seed_big_run
 from tests.support.proxy import MlflowProxy
 
@@ -35,6 +39,17 @@ def site(redis_url, tmp_path_factory):
 def mlflow_proxy(mlflow_server):
     with MlflowProxy(mlflow_server.uri) as proxy:
         yield proxy
+
+
+def eventually(check, timeout=5.0) -> bool:
+    """``check()`` within ``timeout``: log lines are written once the answer is out, so
+    they may come a moment after the client has it."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def rid() -> str:
@@ -103,11 +118,13 @@ def test_request_ids_pass_through_nginx_and_the_service(site):
     response = requests.get(f"{site.url}/healthz", headers={"X-Request-ID": mine}, timeout=10)
     assert response.headers["X-Request-ID"] == mine
     [host] = site.served_by(mine)
-    assert f'"request_id":"{mine}"' in site.hosts[host].log.read_text()
+    assert eventually(lambda: f'"request_id":"{mine}"' in site.hosts[host].log.read_text())
     # Without one, nginx makes one ($request_id), and the service answers with it.
     made = requests.get(f"{site.url}/healthz", timeout=10).headers["X-Request-ID"]
-    assert len(made) == 32 and f"rid={made} " in site.nginx.access_log.read_text()
-    assert any(f'"request_id":"{made}"' in svc.log.read_text() for svc in site.hosts.values())
+    assert len(made) == 32
+    assert eventually(lambda: f"rid={made} " in site.nginx.access_log.read_text())
+    assert eventually(lambda: any(f'"request_id":"{made}"' in svc.log.read_text()
+                                  for svc in site.hosts.values()))
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +150,28 @@ def test_a_13_mb_answer_comes_gzipped_through_the_buffers(site, mlflow_scratch_s
     assert zipped.headers["X-Cache"] == "HIT"
     assert gzip.decompress(raw) == cold.content
     assert len(raw) < size / 3
-    field("13 MB answer", f"{size / 1e6:.1f} MB JSON, {len(raw) / 1e6:.1f} MB gzipped by nginx "
+    field("13 MB answer", f"{size / 1e6:.1f} MB JSON, {len(raw) / 1e6:.1f} MB gzipped "
           f"(cold {cold.elapsed.total_seconds():.1f} s, warm {zipped.elapsed.total_seconds():.1f} s"
           " to headers)")
+
+
+def test_the_reference_timeouts_and_sizes_fit_the_service():
+    """deploy/nginx.conf against the service's own limits: nginx waits longer than the
+    longest http_timeout, takes the largest body the service does (so the service answers
+    a too-large one with its own JSON 413), and lets go of idle upstream connections
+    before gunicorn does (else a request may meet a connection gunicorn just closed)."""
+    from config import Config
+
+    text = REFERENCE_CONF.read_text()
+
+    def seconds(name):
+        return int(re.search(rf"^\s*{name}\s+(\d+)s;", text, re.M)[1])
+    gunicorn_conf = (REFERENCE_CONF.parents[1] / "gunicorn.conf.py").read_text()
+    gunicorn_timeout = int(re.search(r'"GUNICORN_TIMEOUT", "?(\d+)', gunicorn_conf)[1])
+    gunicorn_keepalive = int(re.search(r'"GUNICORN_KEEPALIVE", "?(\d+)', gunicorn_conf)[1])
+    assert seconds("proxy_read_timeout") >= gunicorn_timeout > Config.MAX_HTTP_TIMEOUT
+    assert seconds("keepalive_timeout") < gunicorn_keepalive
+    body_mb = int(re.search(r"client_max_body_size (\d+)m;", text)[1])
+    assert body_mb << 20 > Config.MAX_CONTENT_LENGTH
+    assert re.search(r"^\s*proxy_buffering on;", text, re.M)
+    assert re.search(r"^\s*proxy_request_buffering on;", text, re.M)

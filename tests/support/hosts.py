@@ -8,7 +8,8 @@ deploy/nginx.conf with only its listen line and upstream servers filled in.
 ``site.url`` is nginx's ``http://127.0.0.1:<port>/mlflow-logs``; ``site.hosts`` maps
 "a"/"b" to ``tests.support.gunicorn.Gunicorn``; ``site.served_by(request_id)`` reads nginx's
 access log for the host a request went to; ``site.restart(name)`` is a graceful stop and a
-start on the same port (a rolling restart's step).
+start on the same port (a rolling restart's step), ``site.reload(name)`` a SIGHUP; both
+return once nginx sends that host requests again.
 """
 import contextlib
 import re
@@ -41,14 +42,20 @@ class Site:
     def host_of(self, address: str) -> str:
         return next(name for name, svc in self.hosts.items() if svc.base.endswith("/" + address))
 
-    def served_by(self, request_id: str) -> list[str]:
+    def served_by(self, request_id: str, timeout: float = 5.0) -> list[str]:
         """The hosts nginx sent the request with this X-Request-ID to (several when one
-        refused it and nginx tried the next), from its access log."""
-        for line in reversed(self.nginx.access_log.read_text().splitlines()):
-            if f"xrid={request_id} " in line:
-                upstreams = re.search(r"upstream=(\S+(?:, \S+)*)", line)[1]
-                return [self.host_of(a) for a in re.findall(r"\d+\.\d+\.\d+\.\d+:\d+", upstreams)]
-        raise AssertionError(f"no request {request_id} in nginx's access log")
+        refused it and nginx tried the next), from its access log. nginx writes the line
+        once the answer is out, so it may come a moment after the client has read it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for line in reversed(self.nginx.access_log.read_text().splitlines()):
+                if f"xrid={request_id} " in line:
+                    upstreams = re.search(r"upstream=(\S+(?:, \S+)*)", line)[1]
+                    return [self.host_of(a)
+                            for a in re.findall(r"\d+\.\d+\.\d+\.\d+:\d+", upstreams)]
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no request {request_id} in nginx's access log")
+            time.sleep(0.02)
 
     def restart(self, name: str) -> float:
         """Stop host ``name`` gracefully (SIGTERM: requests in flight finish), start it
@@ -62,6 +69,18 @@ class Site:
         svc.process.start()
         svc.process.wait_until(lambda: svc.serving(self.workers), timeout=STARTUP_TIMEOUT,
                                what="serving after a restart")
+        svc.process.wait_until(lambda: name in self._probe(), timeout=STARTUP_TIMEOUT,
+                               what="back in nginx's rotation")
+        return time.monotonic() - t0
+
+    def reload(self, name: str) -> float:
+        """SIGHUP to host ``name``'s master (new workers, old ones finish their requests),
+        then wait until nginx sends it requests again; seconds until then. Old workers
+        close their idle keep-alive connections to nginx, which may count that as the host
+        failing and leave it out for fail_timeout, as for a restart."""
+        svc: Gunicorn = self.hosts[name]
+        t0 = time.monotonic()
+        svc.restart_workers(self.workers)
         svc.process.wait_until(lambda: name in self._probe(), timeout=STARTUP_TIMEOUT,
                                what="back in nginx's rotation")
         return time.monotonic() - t0
