@@ -1,0 +1,32 @@
+"""The mutation run's configuration points at code that exists (docs/testing.md, "Mutation
+testing"): when app/ modules move, this fails until pyproject.toml's
+[[tool.mutate_guards.target]] entries are repointed. No server needed."""
+from tests.support.mutation import function_lines, problems, targets
+
+
+def test_every_file_function_and_test_file_named_for_mutation_exists():
+    assert targets(), "pyproject.toml names no guard code to mutate"
+    assert problems() == []
+
+
+def test_each_target_names_functions_and_tests():
+    for target in targets():
+        assert target.functions and target.tests, target.file
+
+
+def test_a_missing_name_is_reported(tmp_path):
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "guard.py").write_text("class Seal:\n    def check(self):\n        return 1\n")
+    (tmp_path / "pyproject.toml").write_text(
+        '[[tool.mutate_guards.target]]\nfile = "app/guard.py"\n'
+        'functions = ["Seal.check", "Seal.gone", "gone"]\ntests = ["tests/test_gone.py"]\n'
+        '[[tool.mutate_guards.target]]\nfile = "app/moved.py"\nfunctions = ["x"]\ntests = []\n')
+    assert problems(tmp_path) == ["app/guard.py: no function Seal.gone", "app/guard.py: no function gone",
+                                  "tests/test_gone.py: no such test file", "app/moved.py: no such file"]
+
+
+def test_function_lines_cover_the_whole_method_and_nothing_else():
+    source = ("import x\n\n\nclass Seal:\n    @staticmethod\n    def check(value):\n"
+              "        if value:\n            return 1\n        return 2\n\n\ndef other():\n    pass\n")
+    assert function_lines(source, ["Seal.check", "other", "Seal"]) == {"Seal.check": {6, 7, 8, 9},
+                                                                       "other": {12, 13}}
