@@ -17,12 +17,17 @@ def test_each_target_names_functions_and_tests():
 def test_a_missing_name_is_reported(tmp_path):
     (tmp_path / "app").mkdir()
     (tmp_path / "app" / "guard.py").write_text("class Seal:\n    def check(self):\n        return 1\n")
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_guard.py").write_text("def test_seal_holds():\n    pass\n")
     (tmp_path / "pyproject.toml").write_text(
-        '[[tool.mutate_guards.target]]\nfile = "app/guard.py"\n'
-        'functions = ["Seal.check", "Seal.gone", "gone"]\ntests = ["tests/test_gone.py"]\n'
-        '[[tool.mutate_guards.target]]\nfile = "app/moved.py"\nfunctions = ["x"]\ntests = []\n')
+        '[tool.mutate_guards.files]\nguard = "app/guard.py"\nmoved = "app/moved.py"\n'
+        '[[tool.mutate_guards.target]]\nfile = "guard"\nfunctions = ["Seal.check", "Seal.gone", "gone"]\n'
+        'tests = ["tests/test_gone.py", "tests/test_guard.py::test_seal", "tests/test_guard.py::test_gone"]\n'
+        '[[tool.mutate_guards.target]]\nfile = "moved"\nfunctions = ["x"]\ntests = []\n')
+    assert [t.file for t in targets(tmp_path)] == ["app/guard.py", "app/moved.py"]
     assert problems(tmp_path) == ["app/guard.py: no function Seal.gone", "app/guard.py: no function gone",
-                                  "tests/test_gone.py: no such test file", "app/moved.py: no such file"]
+                                  "tests/test_gone.py: no such test", "tests/test_guard.py::test_gone: no such test",
+                                  "app/moved.py: no such file"]
 
 
 def test_function_lines_cover_the_whole_method_and_nothing_else():
