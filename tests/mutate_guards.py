@@ -23,6 +23,7 @@ import fnmatch
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -46,19 +47,17 @@ def copy_repository():
             shutil.copy2(source, OUT / name)
 
 
-def functions_of(tree) -> dict:
-    """{name: FunctionDef} of a module's top-level functions and methods, by bare name."""
-    found = {}
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            found[node.name] = node
-    return found
+def functions_of(code: str) -> dict:
+    """{name: source lines} of every function in ``code`` (mutants are methods or functions)."""
+    lines = code.splitlines()
+    return {node.name: lines[node.lineno - 1:node.end_lineno] for node in ast.walk(ast.parse(code))
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
 
 
-def diff(code: str, defs: dict, local: str) -> str:
+def diff(defs: dict, local: str) -> str:
     """The mutant's change, as a diff of its function against the original one."""
     original = local.partition("__mutmut_")[0] + "__mutmut_orig"
-    a, b = (ast.get_source_segment(code, defs[n]).splitlines()[1:] for n in (original, local))
+    a, b = defs[original][1:], defs[local][1:]  # without the def lines, whose names differ
     return "\n".join(line for line in difflib.unified_diff(a, b, lineterm="", n=0)
                      if not line.startswith(("---", "+++", "@@")))
 
@@ -77,13 +76,13 @@ def mutate(only) -> tuple[dict, dict, dict]:
         lines = set().union(*function_lines(source, [f for t in group for f in t.functions]).values())
         mutated = mutate_file_contents(file, source, covered_lines=lines)
         (OUT / file).write_text(mutated.code, encoding="utf-8")
-        defs = functions_of(ast.parse(mutated.code))
+        defs = functions_of(mutated.code)
         for local in mutated.mutant_names:
             name = f"{group[0].module}.{local}"
             if only and not any(fnmatch.fnmatchcase(name, pattern) for pattern in only):
                 continue
             target = of[name.partition("__mutmut_")[0]]
-            tests[name], owner[name], diffs[name] = list(target.tests), target, diff(mutated.code, defs, local)
+            tests[name], owner[name], diffs[name] = list(target.tests), target, diff(defs, local)
     return tests, diffs, owner
 
 
@@ -140,8 +139,10 @@ def main():
                                 "jobs": args.jobs}), encoding="utf-8")
     files = sorted({test.partition("::")[0] for prefixes in tests.values() for test in prefixes})
     env = dict(os.environ, MUTATE_GUARDS_PLAN=str(plan), PYTHONPATH=str(OUT))
-    code = subprocess.run([sys.executable, "-m", "pytest", "-p", PLUGIN, "-p", "no:cacheprovider",
-                           "-q", *files], cwd=OUT, env=env).returncode
+    pytest = subprocess.Popen([sys.executable, "-m", "pytest", "-p", PLUGIN, "-p", "no:cacheprovider",
+                               "-q", *files], cwd=OUT, env=env)
+    signal.signal(signal.SIGTERM, lambda *_: pytest.terminate())  # it stops its servers
+    code = pytest.wait()
     if code != 0 or not (OUT / "results.json").exists():
         sys.exit(f"the clean run failed (pytest exit {code}): no mutant was run")
     results = json.loads(last.read_text(encoding="utf-8"))["results"]

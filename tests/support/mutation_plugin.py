@@ -45,9 +45,10 @@ def _clean_pass(session):
         state()._stats.clear()
         start = time.monotonic()
         # the last test keeps the session's fixtures (the servers) up for the mutants
-        reports = runtestprotocol(item, nextitem=items[i + 1] if i + 1 < len(items) else items[0])
-        failed = [r for r in reports if r.failed]
-        if failed:
+        nextitem = items[i + 1] if i + 1 < len(items) else items[0]
+        # once more when it fails: on a loaded machine a timing margin may be missed once
+        if any(r.failed for r in runtestprotocol(item, nextitem=nextitem)) and \
+                any(r.failed for r in runtestprotocol(item, nextitem=nextitem)):
             raise pytest.UsageError(f"{item.nodeid} fails without any mutant: fix the suite first")
         found[item.nodeid] = (time.monotonic() - start, set(state()._stats))
     set_mutant_under_test("")
@@ -114,6 +115,10 @@ def pytest_runtestloop(session):
     if not os.environ.get("MUTATE_GUARDS_PLAN") or session.config.option.collectonly:
         return None
     plan = _plan()
+    # stopped by a signal, the session still tears down (the MLflow servers it started);
+    # a background job's SIGINT is ignored unless set again
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     clean = _clean_pass(session)
     logs = os.path.join(os.path.dirname(plan["results"]), "logs")
     os.makedirs(logs, exist_ok=True)
@@ -147,9 +152,13 @@ def pytest_runtestloop(session):
             last = log.read().splitlines()[-1:]  # the test that failed, or was running at the timeout
         results[name] = {"status": EXIT.get(code, KILLED), "tests": count,
                          "by": last[0] if last and code else None}
-        done = len(results)
-        print(f"[{done}/{total}] {results[name]['status']:8} {name}", flush=True)
-    session._setupstate.teardown_exact(None)
-    with open(plan["results"], "w", encoding="utf-8") as file:
-        json.dump({"results": results, "clean": {k: v[0] for k, v in clean.items()}}, file, indent=1)
+        print(f"[{len(results)}/{total}] {results[name]['status']:8} {name}", flush=True)
+        _save(plan, results, clean)  # so far: a run stopped early keeps what it found
+    _save(plan, results, clean)
     return True
+
+
+def _save(plan, results, clean):
+    with open(plan["results"] + ".new", "w", encoding="utf-8") as file:
+        json.dump({"results": results, "clean": {k: v[0] for k, v in clean.items()}}, file, indent=1)
+    os.replace(plan["results"] + ".new", plan["results"])
