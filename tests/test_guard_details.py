@@ -3,8 +3,9 @@
 suite let live. Pure where the guard is pure; real MLflow and Redis where it is not.
 """
 import pytest
+from werkzeug.exceptions import HTTPException
 
-from app.access import Allowlist
+from app.access import Access, Allowlist, load_profiles
 
 
 # --- the allowlist -------------------------------------------------------------------
@@ -33,3 +34,42 @@ def test_a_bad_allowlist_says_which_entry_and_what_is_wrong(text, says):
     with pytest.raises(ValueError) as raised:
         Allowlist(text)
     assert says in str(raised.value) and str(raised.value).startswith("ALLOWED_TRACKING_URIS")
+
+
+# --- connection profiles ----------------------------------------------------------------
+
+@pytest.mark.parametrize("config, says", [
+    ({"MLFLOW_PROFILES": "{}", "MLFLOW_PROFILES_FILE": "/p.json"},
+     "Set MLFLOW_PROFILES or MLFLOW_PROFILES_FILE, not both"),
+    ({"MLFLOW_PROFILES": "{"}, "MLFLOW_PROFILES is not valid JSON: "),
+    ({"MLFLOW_PROFILES": "[]"}, 'MLFLOW_PROFILES must be a JSON object: {"name": {"tracking_uri": ...}}'),
+    ({"MLFLOW_PROFILES": '{"a b": {}}'},
+     "MLFLOW_PROFILES: profile 'a b': names are letters, digits, '_', '.', '-' (at most 64)"),
+    ({"MLFLOW_PROFILES": '{"p": 1}'}, "MLFLOW_PROFILES: profile 'p' must be a JSON object"),
+    ({"MLFLOW_PROFILES": '{"p": {"url": 1}}'},
+     "MLFLOW_PROFILES: profile 'p': unknown keys ['url']; "
+     "known: ['insecure_tls', 'password', 'tracking_uri', 'username']"),
+    ({"MLFLOW_PROFILES": '{"p": {"tracking_uri": "ftp://h"}}'},
+     "MLFLOW_PROFILES: profile 'p': tracking_uri must be an http(s) URL without credentials "
+     "or control characters, with a port from 1 to 65535 if any"),
+    ({"MLFLOW_PROFILES": '{"p": {"tracking_uri": "https://h", "username": 7}}'},
+     "MLFLOW_PROFILES: profile 'p': username must be a string"),
+    ({"MLFLOW_PROFILES": '{"p": {"tracking_uri": "https://h", "insecure_tls": 0}}'},
+     "MLFLOW_PROFILES: profile 'p': insecure_tls must be true or false"),
+])
+def test_a_bad_profile_setting_says_exactly_what_is_wrong(config, says):
+    with pytest.raises(ValueError) as raised:
+        load_profiles(config)
+    assert str(raised.value).startswith(says)
+
+
+def test_a_profile_with_an_authorization_header_is_refused_naming_it():
+    access = Access({"MLFLOW_PROFILES": '{"p": {"tracking_uri": "https://h"}}'})
+    with pytest.raises(HTTPException) as raised:
+        access.target_for({"profile": "p"}, "Basic YTpi")
+    assert raised.value.data["errors"] == {"Authorization": [
+        "A profile brings its own credentials: send no Authorization header with it."]}
+    with pytest.raises(HTTPException) as raised:
+        access.target_for({"profile": "q"}, None)
+    assert raised.value.code == 404 and raised.value.description == (
+        "Profile 'q' is not configured on this service; ask its operator for the profile names.")
