@@ -6,6 +6,8 @@ import pytest
 from werkzeug.exceptions import HTTPException
 
 from app.access import Access, Allowlist, load_profiles
+from app.cache import RunCache
+from app.gateway import MlflowTarget
 
 
 # --- the allowlist -------------------------------------------------------------------
@@ -73,3 +75,46 @@ def test_a_profile_with_an_authorization_header_is_refused_naming_it():
         access.target_for({"profile": "q"}, None)
     assert raised.value.code == 404 and raised.value.description == (
         "Profile 'q' is not configured on this service; ask its operator for the profile names.")
+
+
+# --- cache keys: whose, and for what --------------------------------------------------
+
+QUERY = {"experiment_name": "e", "experiment_id": None, "run_id": None, "limit": 5,
+         "include_deleted": False, "filter_string": None, "order_by": None, "run_ids": None,
+         "run_status": None}
+CALLER = MlflowTarget(uri="https://mlflow.internal", username="alice", password="pw")
+
+
+def keys() -> RunCache:
+    return RunCache(None, secret=b"k", run_ttl=1, list_ttl=1, auth_ttl=1, kind="x")
+
+
+@pytest.mark.parametrize("field, other", [
+    ("experiment_name", "f"), ("experiment_id", "7"), ("run_id", "r"), ("limit", 6),
+    ("include_deleted", True), ("filter_string", "metrics.a > 1"), ("order_by", ["start_time"]),
+    ("run_ids", ["r"]), ("run_status", ["FINISHED"]),
+])
+def test_a_listing_key_tells_apart_queries_that_differ_in_one_field(field, other):
+    assert keys().list_key(CALLER, QUERY) != keys().list_key(CALLER, dict(QUERY, **{field: other}))
+
+
+@pytest.mark.parametrize("other", [
+    MlflowTarget(uri="https://mlflow.internal", username="alice", password="pw2"),
+    MlflowTarget(uri="https://mlflow.internal", username="bob", password="pw"),
+    MlflowTarget(uri="https://mlflow.internal/other", username="alice", password="pw"),
+    MlflowTarget(uri="https://mlflow.internal", username="alice", password="pw", verify_tls=False),
+])
+def test_listing_and_grant_keys_tell_callers_apart(other):
+    cache = keys()
+    assert cache.list_key(CALLER, QUERY) != cache.list_key(other, QUERY)
+    assert cache.grant_key(CALLER, "1") != cache.grant_key(other, "1")
+    assert cache.grant_key(CALLER, "1") != cache.grant_key(CALLER, "2")
+
+
+def test_keys_are_macs_of_their_parts_as_a_list():
+    cache = keys()
+    assert cache.mac("a:b", "c") != cache.mac("a", "b:c")
+    assert cache.mac(None) != cache.mac("None") and cache.mac(1) != cache.mac("1")
+    assert cache.mac(["a"]) != cache.mac("['a']")
+    assert keys().mac("a") == cache.mac("a") != RunCache(None, secret=b"k2", run_ttl=1, list_ttl=1,
+                                                           auth_ttl=1, kind="x").mac("a")
