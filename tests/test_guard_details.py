@@ -118,3 +118,36 @@ def test_keys_are_macs_of_their_parts_as_a_list():
     assert cache.mac(["a"]) != cache.mac("['a']")
     assert keys().mac("a") == cache.mac("a") != RunCache(None, secret=b"k2", run_ttl=1, list_ttl=1,
                                                            auth_ttl=1, kind="x").mac("a")
+
+
+# --- a request's target ---------------------------------------------------------------
+
+ARGS = {"tracking_uri": "https://mlflow.internal", "username": "alice", "password": "pw",
+        "insecure_tls": False, "profile": None}
+
+
+@pytest.mark.parametrize("insecure", [False, True])
+def test_the_target_checks_certificates_unless_the_caller_says_insecure_tls(insecure):
+    target = Access({}).target_for(dict(ARGS, insecure_tls=insecure), None)
+    assert target == MlflowTarget(uri="https://mlflow.internal", username="alice", password="pw",
+                                  verify_tls=not insecure)
+
+
+def test_a_profile_is_its_own_target_whatever_else_was_sent():
+    access = Access({"MLFLOW_PROFILES": '{"p": {"tracking_uri": "https://h", "username": "svc"}}',
+                     "ALLOWED_TRACKING_URIS": "mlflow.internal"})
+    target = access.target_for(dict(ARGS, profile="p"), None)
+    assert (target.uri, target.username, target.profile) == ("https://h", "svc", "p")
+
+
+def test_credentials_twice_and_a_refused_uri_say_what_to_do():
+    with pytest.raises(HTTPException) as raised:
+        Access({}).target_for(dict(ARGS, password=None), "Basic YTpi")
+    assert raised.value.data["errors"] == {"username": [
+        "Send credentials in the body or in the Authorization header, not both."]}
+    with pytest.raises(HTTPException) as raised:
+        Access({"ALLOWED_TRACKING_URIS": "other.internal"}).target_for(ARGS, None)
+    assert raised.value.code == 403 and raised.value.description == (
+        "tracking_uri 'https://mlflow.internal' was refused by the operator's allowlist "
+        "(ALLOWED_TRACKING_URIS); no connection was made. Ask the operator to allow it, "
+        "or use one of the configured profiles.")
