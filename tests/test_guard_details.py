@@ -2,11 +2,12 @@
 "Mutation testing"): each test here kills mutants of the guard code that the rest of the
 suite let live. Pure where the guard is pure; real MLflow and Redis where it is not.
 """
+import orjson
 import pytest
 from werkzeug.exceptions import HTTPException
 
 from app.access import Access, Allowlist, load_profiles
-from app.cache import RunCache
+from app.cache import RunCache, fingerprint
 from app.gateway import MlflowTarget
 
 
@@ -151,3 +152,42 @@ def test_credentials_twice_and_a_refused_uri_say_what_to_do():
         "tracking_uri 'https://mlflow.internal' was refused by the operator's allowlist "
         "(ALLOWED_TRACKING_URIS); no connection was made. Ask the operator to allow it, "
         "or use one of the configured profiles.")
+
+
+# --- the fingerprint rule ---------------------------------------------------------------
+
+RUN = {"info": {"run_id": "r", "status": "FINISHED", "end_time": 2000, "lifecycle_stage": "active",
+                "run_name": "n", "start_time": 1000},
+       "data": {"params": [{"key": "lr", "value": "0.1"}, {"key": "bs", "value": "32"}],
+                "metrics": [{"key": "loss", "value": 0.5, "step": 9, "timestamp": 1900},
+                            {"key": "acc", "value": 0.9, "step": 9, "timestamp": 1900}]}}
+
+
+def changed(path, value):
+    run = orjson.loads(orjson.dumps(RUN))
+    *where, last = path
+    target = run
+    for step in where:
+        target = target[step]
+    target[last] = value
+    return run
+
+
+@pytest.mark.parametrize("path, value", [
+    (("info", "status"), "FAILED"), (("info", "end_time"), 2001), (("info", "lifecycle_stage"), "deleted"),
+    (("info", "run_name"), "m"), (("data", "params", 0, "value"), "0.2"), (("data", "params", 0, "key"), "LR"),
+    (("data", "metrics", 0, "value"), 0.4), (("data", "metrics", 0, "step"), 10),
+    (("data", "metrics", 0, "timestamp"), 1901), (("data", "metrics", 0, "key"), "Loss"),
+])
+def test_a_change_that_matters_changes_the_fingerprint(path, value):
+    assert fingerprint(changed(path, value)) != fingerprint(RUN)
+
+
+def test_what_does_not_matter_keeps_the_fingerprint():
+    assert fingerprint(changed(("info", "start_time"), 5)) == fingerprint(RUN)
+    reordered = changed(("data", "params"), RUN["data"]["params"][::-1])
+    reordered["data"]["metrics"] = RUN["data"]["metrics"][::-1]
+    assert fingerprint(reordered) == fingerprint(RUN)
+    bare = {"info": RUN["info"]}  # MLflow may leave out an empty "data"
+    assert fingerprint(bare) == fingerprint(dict(bare, data={})) != fingerprint(RUN)
+    assert len(fingerprint(RUN)) == 32 and int(fingerprint(RUN), 16) >= 0
