@@ -62,7 +62,7 @@ def diff(defs: dict, local: str) -> str:
                      if not line.startswith(("---", "+++", "@@")))
 
 
-def mutate(only) -> tuple[dict, dict, dict]:
+def mutate() -> tuple[dict, dict, dict]:
     """Write the mutated files; ({mutant: its target's tests}, {mutant: diff}, {mutant: target})."""
     from mutmut.mutation.file_mutation import mutate_file_contents
     tests, diffs, owner = {}, {}, {}
@@ -79,8 +79,6 @@ def mutate(only) -> tuple[dict, dict, dict]:
         defs = functions_of(mutated.code)
         for local in mutated.mutant_names:
             name = f"{group[0].module}.{local}"
-            if only and not any(fnmatch.fnmatchcase(name, pattern) for pattern in only):
-                continue
             target = of[name.partition("__mutmut_")[0]]
             tests[name], owner[name], diffs[name] = list(target.tests), target, diff(defs, local)
     return tests, diffs, owner
@@ -126,7 +124,10 @@ def main():
         if not args.only:
             sys.exit("--again: no survivors in mutants/results.json")
     copy_repository()
-    tests, diffs, owner = mutate(args.only)
+    tests, diffs, owner = mutate()
+    if args.only:
+        tests = {name: t for name, t in tests.items()
+                 if any(fnmatch.fnmatchcase(name, pattern) for pattern in args.only)}
     if args.tests:
         tests = {name: [t for t in args.tests if t.startswith(tuple(prefixes))] for name, prefixes in tests.items()}
     if args.list:
@@ -147,9 +148,9 @@ def main():
         sys.exit(f"the clean run failed (pytest exit {code}): no mutant was run")
     results = json.loads(last.read_text(encoding="utf-8"))["results"]
     if previous:
-        results = {**{name: r for name, r in previous.items() if name in owner}, **results}
+        results = {**previous, **results}
         last.write_text(json.dumps({"results": results}, indent=1), encoding="utf-8")
-    text = report(results, diffs, owner)
+    text = report({name: r for name, r in results.items() if name in owner}, diffs, owner)  # still mutants
     (OUT / "report.md").write_text(text, encoding="utf-8")
     print(text)
 
