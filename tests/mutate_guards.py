@@ -104,10 +104,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", action="append", default=[], help="mutant names (glob), repeatable")
     parser.add_argument("--jobs", type=int, default=1, help="mutants run at once (default 1)")
-    parser.add_argument("--tests", nargs="+", help="run only these of the targets' tests (files or node ids)")
+    parser.add_argument("--tests", nargs="+",
+                        help="run only these of the targets' tests (files or node ids)")
     parser.add_argument("--again", action="store_true",
-                        help="run only the survivors of the last run again (after adding tests); merge the results")
-    parser.add_argument("--out", default="mutants", help="the mutated copy and the results (default mutants/)")
+                        help="only the last run's survivors again (after adding tests), results merged")
+    parser.add_argument("--out", default="mutants",
+                        help="the mutated copy and the results (default mutants/)")
     parser.add_argument("--list", action="store_true", help="list the mutants and stop")
     args = parser.parse_args()
     global OUT
@@ -129,7 +131,8 @@ def main():
         tests = {name: t for name, t in tests.items()
                  if any(fnmatch.fnmatchcase(name, pattern) for pattern in args.only)}
     if args.tests:
-        tests = {name: [t for t in args.tests if t.startswith(tuple(prefixes))] for name, prefixes in tests.items()}
+        tests = {name: [t for t in args.tests if t.startswith(tuple(prefixes))]
+                 for name, prefixes in tests.items()}
     if args.list:
         for name in tests:
             print(name, "\n  " + diffs[name].replace("\n", "\n  "))

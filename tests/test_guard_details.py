@@ -174,8 +174,9 @@ def changed(path, value):
 
 
 @pytest.mark.parametrize("path, value", [
-    (("info", "status"), "FAILED"), (("info", "end_time"), 2001), (("info", "lifecycle_stage"), "deleted"),
-    (("info", "run_name"), "m"), (("data", "params", 0, "value"), "0.2"), (("data", "params", 0, "key"), "LR"),
+    (("info", "status"), "FAILED"), (("info", "end_time"), 2001),
+    (("info", "lifecycle_stage"), "deleted"), (("info", "run_name"), "m"),
+    (("data", "params", 0, "value"), "0.2"), (("data", "params", 0, "key"), "LR"),
     (("data", "metrics", 0, "value"), 0.4), (("data", "metrics", 0, "step"), 10),
     (("data", "metrics", 0, "timestamp"), 1901), (("data", "metrics", 0, "key"), "Loss"),
 ])

@@ -22,12 +22,14 @@ def test_a_missing_name_is_reported(tmp_path):
     (tmp_path / "pyproject.toml").write_text(
         '[tool.mutate_guards.files]\nguard = "app/guard.py"\nmoved = "app/moved.py"\n'
         '[[tool.mutate_guards.target]]\nfile = "guard"\nfunctions = ["Seal.check", "Seal.gone", "gone"]\n'
-        'tests = ["tests/test_gone.py", "tests/test_guard.py::test_seal", "tests/test_guard.py::test_gone"]\n'
+        'tests = ["tests/test_gone.py", "tests/test_guard.py::test_seal",'
+        ' "tests/test_guard.py::test_gone"]\n'
         '[[tool.mutate_guards.target]]\nfile = "moved"\nfunctions = ["x"]\ntests = []\n')
     assert [t.file for t in targets(tmp_path)] == ["app/guard.py", "app/moved.py"]
-    assert problems(tmp_path) == ["app/guard.py: no function Seal.gone", "app/guard.py: no function gone",
-                                  "tests/test_gone.py: no such test", "tests/test_guard.py::test_gone: no such test",
-                                  "app/moved.py: no such file"]
+    assert problems(tmp_path) == [
+        "app/guard.py: no function Seal.gone", "app/guard.py: no function gone",
+        "tests/test_gone.py: no such test", "tests/test_guard.py::test_gone: no such test",
+        "app/moved.py: no such file"]
 
 
 def test_function_lines_cover_the_whole_method_and_nothing_else():
