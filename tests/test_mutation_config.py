@@ -1,7 +1,7 @@
 """The mutation run's configuration points at code that exists (docs/testing.md, "Mutation
 testing"): when app/ modules move, this fails until pyproject.toml's
 [[tool.mutate_guards.target]] entries are repointed. No server needed."""
-from tests.support.mutation import function_lines, problems, targets
+from tests.support.mutation import Target, function_lines, problems, targets
 
 
 def test_every_file_function_and_test_file_named_for_mutation_exists():
@@ -37,3 +37,8 @@ def test_function_lines_cover_the_whole_method_and_nothing_else():
               "        if value:\n            return 1\n        return 2\n\n\ndef other():\n    pass\n")
     assert function_lines(source, ["Seal.check", "other", "Seal"]) == {"Seal.check": {6, 7, 8, 9},
                                                                        "other": {12, 13}}
+
+
+def test_mutant_names_follow_the_module_path():
+    assert Target("", "app/cache.py", (), ()).mangled("RunCache.has_grant") == "app.cache.xǁRunCacheǁhas_grant"
+    assert Target("", "app/cache/__init__.py", (), ()).mangled("fingerprint") == "app.cache.x_fingerprint"

@@ -23,7 +23,7 @@ class Target:
 
     @property
     def module(self) -> str:
-        return self.file.removesuffix(".py").replace("/", ".")
+        return self.file.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
 
     def mangled(self, function: str) -> str:
         """mutmut's name for ``function``, with the module: app.cache.xǁRunCacheǁhas_grant."""
