@@ -192,3 +192,19 @@ def test_what_does_not_matter_keeps_the_fingerprint():
     bare = {"info": RUN["info"]}  # MLflow may leave out an empty "data"
     assert fingerprint(bare) == fingerprint(dict(bare, data={})) != fingerprint(RUN)
     assert len(fingerprint(RUN)) == 32 and int(fingerprint(RUN), 16) >= 0
+
+
+# --- the seal -----------------------------------------------------------------------------
+
+def test_an_entry_not_sealed_by_us_is_a_miss_that_says_why(caplog):
+    cache = keys()
+    sealed = cache._seal("run:k", {"points": 1}, b'{"run_id":"r"}').data[1:]  # without the bytes tag
+    assert cache._open("run:k", sealed) == ({"points": 1}, b'{"run_id":"r"}')
+    mac_end = sealed.index(b"\n")
+    forged = b"0" * mac_end + sealed[mac_end:]
+    not_an_object = cache._seal("run:k", [1], b"x").data[1:]
+    for value, why in [(forged, "its MAC does not match"), (not_an_object, "its header is not an object")]:
+        caplog.clear()
+        assert cache._open("run:k", value) is None
+        assert caplog.messages == [f"cache: ignoring entry run:k that this service did not write ({why})"]
+    assert cache._open("run:other", sealed) is None  # sealed for another key
