@@ -112,11 +112,12 @@ class Service(NamedTuple):
 
 @contextlib.contextmanager
 def service(work: Path, redis_url: str | None, *, workers: int = 2, threads: int | None = None,
-            extra_env: dict[str, str] | None = None):
+            extra_env: dict[str, str] | None = None, repo: Path = REPO):
     """Our service under gunicorn; yields a ``Service``.
 
     ``redis_url`` None: no Redis settings at all, so each worker caches in-process.
     ``threads`` None: gunicorn.conf.py's default. ``extra_env`` is applied last.
+    ``repo``: the checkout whose app is served (another worktree: a before/after run).
     """
     port = free_port()
     log = work / "gunicorn.log"
@@ -133,7 +134,7 @@ def service(work: Path, redis_url: str | None, *, workers: int = 2, threads: int
     # test run's own for tests that reuse this (CI and worktrees may differ).
     cmd = [str(Path(sys.executable).parent / "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"]
     base = f"http://{LOOPBACK}:{port}"
-    with process_group(cmd, log, cwd=REPO, env=env) as proc:
+    with process_group(cmd, log, cwd=repo, env=env) as proc:
         # A bogus body is answered 422 without calling MLflow: the app is up.
         def ready():
             return requests.post(f"{base}/health", json={"bogus": 1}, timeout=2).status_code == 422
