@@ -52,6 +52,13 @@ class Config:
     MLFLOW_PROFILES = env_str("MLFLOW_PROFILES") or None
     MLFLOW_PROFILES_FILE = env_str("MLFLOW_PROFILES_FILE") or None
 
+    # Browsers on other origins (docs/operating.md): comma-separated exact origins, or "*"
+    # (then without credentials); unset = no CORS headers, browsers refuse other origins.
+    CORS_ALLOWED_ORIGINS = env_str("CORS_ALLOWED_ORIGINS") or None
+    CORS_MAX_AGE = env_int("CORS_MAX_AGE", 600)  # seconds a browser may reuse a preflight
+    # gzip/zstd answers for clients that accept them (off: a proxy in front compresses)
+    COMPRESSION = env_bool("COMPRESSION", True)
+
     # Talking to MLflow
     MLFLOW_CONCURRENCY = env_int("MLFLOW_CONCURRENCY", 8)  # parallel calls per request
     MLFLOW_MAX_RETRIES = env_int("MLFLOW_MAX_RETRIES", 2)  # for 429/503, within http_timeout

@@ -5,7 +5,8 @@ from pathlib import Path
 import swagger_ui_bundle
 from flask import Flask, send_from_directory
 
-from app import access, errors, forwarded, observability, probes, ratelimit, routes, schemas
+from app import (access, cors, delivery, errors, forwarded, observability, probes, ratelimit,
+                 routes, schemas)
 from app import cache as run_cache
 from app.extensions import api, cache
 from app.jsonio import OrjsonProvider
@@ -35,9 +36,12 @@ def register_extensions(app):
     run_cache.init_app(app, cache)
     access.init_app(app)     # ALLOWED_TRACKING_URIS, MLFLOW_PROFILES: checked at start-up
     ratelimit.init_app(app)  # RATE_LIMIT (off when unset)
+    delivery.init_app(app)   # Cache-Control, Vary, compression; before cors: runs after it
+    cors.init_app(app)       # CORS_ALLOWED_ORIGINS (off when unset)
 
 
 def register_blueprints(app):
+    schemas.prepare_spec(api)
     api.register_blueprint(routes.blp)
     schemas.document_connection_rule(api.spec)
     app.register_blueprint(probes.blp)

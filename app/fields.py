@@ -11,8 +11,9 @@ def setting(name):
     return current_app.config[name] if has_app_context() else getattr(Config, name)
 
 
-class SettingRange(validate.Range):
-    """``Range`` with ``max`` taken from the setting ``max_setting``."""
+class SettingMax:
+    """Mixed into a marshmallow validator with ``min``/``max``: ``max`` is the setting
+    ``max_setting``, read each time it is needed."""
 
     def __init__(self, min=None, *, max_setting: str, **kwargs):
         self.max_setting = max_setting
@@ -23,21 +24,13 @@ class SettingRange(validate.Range):
         return setting(self.max_setting)
 
     @max.setter
-    def max(self, value):  # validate.Range.__init__ assigns it; the setting decides
+    def max(self, value):  # the validator's __init__ assigns it; the setting decides
         pass
 
 
-class SettingLength(validate.Length):
-    """``Length`` with ``max`` taken from the setting ``max_setting``."""
+class SettingRange(SettingMax, validate.Range):
+    """``Range`` up to a setting."""
 
-    def __init__(self, min=None, *, max_setting: str, **kwargs):
-        self.max_setting = max_setting
-        super().__init__(min=min, max=None, **kwargs)
 
-    @property
-    def max(self):
-        return setting(self.max_setting)
-
-    @max.setter
-    def max(self, value):
-        pass
+class SettingLength(SettingMax, validate.Length):
+    """``Length`` up to a setting."""

@@ -77,7 +77,9 @@ def _cost(rate):
 
 def _units() -> int:
     """One per RUNS_PER_UNIT runs a /mlflow/runs request may select; one for any other."""
-    body = request.get_json(silent=True) if request.endpoint == RUNS_ENDPOINT else None
+    if request.endpoint != RUNS_ENDPOINT:
+        return 1
+    body = _query_fields() if request.method in ("GET", "HEAD") else request.get_json(silent=True)
     if not isinstance(body, dict):
         return 1
     limit, run_ids = body.get("limit"), body.get("run_ids")
@@ -88,8 +90,19 @@ def _units() -> int:
     return max(1, math.ceil(runs / RUNS_PER_UNIT))
 
 
+def _query_fields() -> dict:
+    """``limit`` and ``run_ids`` of a GET form, as the body would carry them."""
+    fields = {"run_ids": request.args.getlist("run_ids")}
+    try:  # as queryforms will read it ("+1000" too); what it refuses is a 422 anyway
+        fields["limit"] = int(request.args["limit"])
+    except (KeyError, ValueError):
+        pass
+    return fields
+
+
 def _not_limited() -> bool:
-    return request.blueprint not in LIMITED_BLUEPRINTS
+    # A CORS preflight (OPTIONS) costs nothing and precedes the request that is counted.
+    return request.blueprint not in LIMITED_BLUEPRINTS or request.method == "OPTIONS"
 
 
 def _message(rate):

@@ -1,15 +1,24 @@
-"""The public routes: POST /health, /mlflow/experiments and /mlflow/runs."""
+"""The public routes: /health, /mlflow/experiments and /mlflow/runs, as POST (a JSON body)
+and GET (the same fields as query parameters: app/queryforms.py). Each reads like the
+contract: the schema types the request, the context connects, the layer below answers."""
+import marshmallow as ma
 from flask import current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from app import errors, overview, schemas
+from app import compression, errors, overview, queryforms, responses, schemas
 from app.context import open_context
-from app.jsonio import StrictJsonParser
-from app.runs import assembly
+from app.runs import assembly, etag
 
 blp = Blueprint("mlflow", __name__, description="Read MLflow experiments and runs as JSON")
-blp.ARGUMENTS_PARSER = StrictJsonParser()  # request bodies: strict orjson (app/jsonio.py)
+# Request bodies: strict orjson (app/jsonio.py); query strings of the GET forms as they came.
+blp.ARGUMENTS_PARSER = queryforms.Parser()
+
+
+def query_arguments(body_schema):
+    """The GET form of a route taking ``body_schema`` (app/queryforms.py)."""
+    return blp.arguments(queryforms.query_form(body_schema), location="query",
+                         unknown=ma.RAISE)  # webargs would drop unknown parameters
 
 
 @blp.before_request
@@ -46,8 +55,8 @@ def documents_errors(*statuses):
 
 @blp.route("/health")
 class Health(MethodView):
-    @blp.arguments(schemas.ConnectionSchema)
-    @blp.response(200, schemas.HealthSchema)
+    @blp.arguments(schemas.ConnectionSchema, example=schemas.CONNECTION_EXAMPLE)
+    @blp.response(200, responses.HealthSchema)
     @documents_errors(400, 403, 404, 415, 429)
     def post(self, connection):
         """Check that MLflow answers with these credentials.
@@ -59,27 +68,46 @@ class Health(MethodView):
         """
         return overview.health(open_context(connection))
 
+    @query_arguments(schemas.ConnectionSchema)
+    @blp.response(200, responses.HealthSchema)
+    @documents_errors(403, 404, 429)
+    def get(self, connection):
+        """POST's check as a GET: the body's fields as query parameters; credentials
+        only in an `Authorization: Basic` header or through `profile`."""
+        return overview.health(open_context(connection))
+
 
 @blp.route("/mlflow/experiments")
 class Experiments(MethodView):
-    @blp.arguments(schemas.ConnectionSchema)
-    @blp.response(200, schemas.ExperimentsSchema)
+    @blp.arguments(schemas.ConnectionSchema, example=schemas.CONNECTION_EXAMPLE)
+    @blp.response(200, responses.ExperimentsSchema)
     @documents_errors(400, 401, 403, 404, 415, 429, 502, 504)
     def post(self, connection):
         """List all active experiments (every page of MLflow's search)."""
         return overview.experiments(open_context(connection))
 
+    @query_arguments(schemas.ConnectionSchema)
+    @blp.response(200, responses.ExperimentsSchema)
+    @documents_errors(401, 403, 404, 429, 502, 504)
+    def get(self, connection):
+        """POST's listing as a GET: the body's fields as query parameters; credentials
+        only in an `Authorization: Basic` header or through `profile`."""
+        return overview.experiments(open_context(connection))
+
+
+# flask-smorest documents one content type per status: state both here.
+RUNS_CONTENT = {"200": {"description": "OK", "content": {
+    "application/json": {"schema": {"$ref": "#/components/schemas/Runs"}},
+    "text/csv": {"schema": {
+        "type": "string", "description": "With format csv or Accept: text/csv: a header "
+        "row, then run_id, run_name, metric, step, value, timestamp rows, streamed"}}}}}
+
 
 @blp.route("/mlflow/runs")
 class Runs(MethodView):
-    @blp.arguments(schemas.RunsQuerySchema)
-    @blp.response(200, schemas.RunsSchema)
-    # flask-smorest documents one content type per status: state both here.
-    @blp.doc(responses={"200": {"description": "OK", "content": {
-        "application/json": {"schema": {"$ref": "#/components/schemas/Runs"}},
-        "text/csv": {"schema": {
-            "type": "string", "description": "With format csv or Accept: text/csv: a header "
-            "row, then run_id, run_name, metric, step, value, timestamp rows, streamed"}}}}})
+    @blp.arguments(schemas.RunsQuerySchema, example=schemas.RUNS_EXAMPLE)
+    @blp.response(200, responses.RunsSchema)
+    @blp.doc(responses=RUNS_CONTENT)
     @documents_errors(400, 401, 403, 404, 415, 429, 502, 504)
     def post(self, asked):
         """Runs with parameters, latest metrics and complete metric histories.
@@ -96,15 +124,45 @@ class Runs(MethodView):
         `metric_keys`, `max_points`, `since_step`/`since_timestamp` and `format`
         (or `Accept: text/csv`) shape what is returned of each run's histories.
         """
-        query = asked.query
-        as_csv = wants_csv(query.format)
-        context = open_context(asked.connection, refresh=query.refresh)
-        return respond(assembly.runs(context, query, as_csv=as_csv), as_csv)
+        return runs(asked)
+
+    @query_arguments(schemas.RunsQuerySchema)
+    @blp.response(200, responses.RunsSchema)
+    @blp.doc(responses=RUNS_CONTENT)
+    @documents_errors(401, 403, 404, 429, 502, 504)
+    def get(self, asked):
+        """POST's runs as a GET: the body's fields as query parameters, list fields
+        repeated (`?metric_keys=loss&metric_keys=acc`); credentials only in an
+        `Authorization: Basic` header or through `profile`."""
+        return runs(asked)
+
+
+def runs(asked):
+    query = asked.query
+    as_csv = wants_csv(query.format)
+    context = open_context(asked.connection, refresh=query.refresh)
+    answer = assembly.runs(context, query, as_csv=as_csv, coding=None if as_csv else coding())
+    return respond(answer, as_csv)
+
+
+def coding():
+    """The content coding the answer will go out in (app/delivery.py decides the same)."""
+    if not current_app.config["COMPRESSION"]:
+        return None
+    return compression.negotiate(request.headers.get("Accept-Encoding"))
 
 
 def respond(answer, as_csv):
-    """The streamed response for a runs answer (its body is written piece by piece)."""
+    """The streamed response for a runs answer (its body is written piece by piece), or
+    a 304 to a GET whose If-None-Match names the answer's ETag (app/runs/etag.py)."""
     headers = {"X-Cache": answer.cache, **(answer.headers or {})}
+    if answer.etag:
+        headers["ETag"] = f'"{answer.etag}"'
+        if request.method in ("GET", "HEAD") and etag.matches(request.if_none_match, answer.etag):
+            close = getattr(answer.chunks, "close", None)
+            if close:  # a CSV generator that will not be written
+                close()
+            return current_app.response_class(status=304, headers=headers)
     if as_csv:  # streamed: rows are written while the client reads them
         return current_app.response_class(iter(answer), mimetype="text/csv", headers=headers)
     # Pre-encoded JSON (cached runs are written as stored bytes): no marshmallow dump.

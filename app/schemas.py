@@ -101,6 +101,39 @@ def document_connection_rule(spec):
             component.update(rule)
 
 
+def prepare_spec(api):
+    """Before the routes are registered: no ``"default": null`` on a field that refuses
+    null (Swagger UI's "Try it out" would send it: ``"profile": null`` was a 422) nor on
+    a query parameter, and
+    no PaginationMetadata schema (flask-smorest's own; no route is paginated)."""
+    api.ma_plugin.converter.add_attribute_function(_no_null_default)
+    api.ma_plugin.converter.add_parameter_attribute_function(_no_null_parameter_default)
+    api.spec.components.schemas.pop("PaginationMetadata", None)
+
+
+def _no_null_default(converter, field, ret, **kwargs):
+    if ret.get("default", 0) is None and not field.allow_none:
+        del ret["default"]
+    return {}
+
+
+def _no_null_parameter_default(converter, field, ret, **kwargs):
+    # A query parameter is absent or a text: null is no value it can have.
+    schema = ret.get("schema", {})
+    if schema.get("default", 0) is None:
+        del schema["default"]
+    schema.pop("nullable", None)
+    return {}
+
+
+# The prefilled bodies of /docs "Try it out": the fields a first call needs; fill in the
+# URL and credentials of a real MLflow (or replace all three with "profile").
+CONNECTION_EXAMPLE = {"tracking_uri": "http://127.0.0.1:5000", "username": "admin",
+                      "password": "password1234", "http_timeout": 15}
+RUNS_EXAMPLE = {**CONNECTION_EXAMPLE, "experiment_name": "Default", "limit": 3,
+                "max_points": 500}
+
+
 class RunsQuerySchema(ConnectionSchema):
     experiment_name = fields.String(
         load_default=None, allow_none=True, validate=validate.Length(min=1, max=500),
@@ -186,92 +219,3 @@ class RunsQuerySchema(ConnectionSchema):
     @ma.post_load(pass_original=True)
     def typed(self, data, original, **kwargs):
         return RunsRequest(Connection.of(data), RunsQuery.of(data, set(original)))
-
-
-# --- responses --------------------------------------------------------------
-
-class CacheStatusSchema(ma.Schema):
-    backend = fields.String(metadata={"description": "RedisCache, RedisSentinelCache, "
-                                                     "RedisClusterCache or SimpleCache"})
-    available = fields.Boolean(metadata={"description": "The cache answered just now"})
-
-
-class HealthSchema(ma.Schema):
-    status = fields.String(metadata={"description": "healthy or unhealthy"})
-    mlflow_accessible = fields.Boolean()
-    experiments_found = fields.Integer(allow_none=True)
-    authentication = fields.String(metadata={"description": "basic_auth or none"})
-    ssl_verification = fields.Boolean()
-    error = fields.String(metadata={"description": "Why MLflow is not accessible"})
-    error_code = fields.Integer(metadata={"description": "The status /mlflow/* would answer"})
-    cache = fields.Nested(CacheStatusSchema)
-
-
-class ExperimentSchema(ma.Schema):
-    experiment_id = fields.String()
-    name = fields.String()
-    artifact_location = fields.String(allow_none=True)
-    lifecycle_stage = fields.String()
-
-
-class ExperimentsSchema(ma.Schema):
-    success = fields.Boolean()
-    total_experiments = fields.Integer()
-    experiments = fields.List(fields.Nested(ExperimentSchema))
-
-
-class PointSchema(ma.Schema):
-    step = fields.Integer()
-    value = fields.Float(allow_none=True, metadata={"description": "null for NaN/Infinity"})
-    timestamp = fields.Integer()
-
-
-class MetricHistorySchema(ma.Schema):
-    metric_name = fields.String()
-    history = fields.List(fields.Nested(PointSchema))
-    total_points = fields.Integer()
-    min_value = fields.Float(allow_none=True)
-    max_value = fields.Float(allow_none=True)
-    last_value = fields.Float(allow_none=True)
-    downsampled = fields.Boolean(metadata={
-        "description": "Only with max_points: true if points were dropped for plotting "
-                       "(total_points still counts them all)"})
-
-
-class RunSchema(ma.Schema):
-    run_id = fields.String()
-    run_name = fields.String(allow_none=True)
-    status = fields.String()
-    duration_seconds = fields.Float(allow_none=True, metadata={"description": "null without end time"})
-    start_time = fields.Integer(allow_none=True, metadata={
-        "description": "When the run started, ms since the epoch"})
-    end_time = fields.Integer(allow_none=True, metadata={
-        "description": "When the run ended, ms since the epoch; null while it runs"})
-    experiment_id = fields.String()
-    user_id = fields.String(allow_none=True, metadata={"description": "Who created the run"})
-    parameters = fields.Dict(keys=fields.String(), values=fields.String())
-    metrics_summary = fields.Dict(keys=fields.String(), values=fields.Float(allow_none=True),
-                                  metadata={"description": "Each metric's latest value: its "
-                                            "history's last_value unless max_step cuts it"})
-    metrics_history = fields.List(fields.Nested(MetricHistorySchema))
-    tags = fields.Dict(keys=fields.String(), values=fields.String(), metadata={
-        "description": "Only with include_tags: the run's MLflow tags"})
-
-
-class RunErrorSchema(ma.Schema):
-    run_id = fields.String()
-    code = fields.Integer(metadata={"description": "403 or 404"})
-    status = fields.String()
-    message = fields.String()
-
-
-class RunsSchema(ma.Schema):
-    success = fields.Boolean()
-    experiment_name = fields.String(allow_none=True)
-    total_runs = fields.Integer()
-    runs = fields.List(fields.Nested(RunSchema))
-    message = fields.String()
-    unknown_metric_keys = fields.List(fields.String(), metadata={
-        "description": "Only with metric_keys: those that none of the runs has"})
-    run_errors = fields.List(fields.Nested(RunErrorSchema), metadata={
-        "description": "Only with run_ids: the runs that could not be read, and why"})

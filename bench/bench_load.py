@@ -15,7 +15,6 @@ lets that many concurrent clients poll the same request for a bounded time and c
 
 Everything stays on 127.0.0.1. See bench/README.md.
 """
-import argparse
 import collections
 import contextlib
 import json
@@ -34,9 +33,11 @@ from bench.bench_runs import (  # noqa: E402
     EXPERIMENT, METRICS, MLFLOW_WORKERS, RUNS, STEPS, check_runs_payload, redis_server, seed,
 )
 from bench.common import (  # noqa: E402
-    BenchError, add_service_env_option, parse_service_env, run_bench, service, step, tail,
+    BenchError, bench_parser, parse_bench_args, run_bench, step, write_json,
 )
+from tests.support.gunicorn import gunicorn  # noqa: E402
 from tests.support.mlflow_server import MlflowServer  # noqa: E402
+from tests.support.processes import log_tail  # noqa: E402
 from tests.support.proxy import MlflowProxy  # noqa: E402
 
 CLIENT_TIMEOUT = 60.0  # per request: a hang guard, far above any warm answer
@@ -165,7 +166,7 @@ def reference_answer(pool: urllib3.PoolManager, base: str, payload: bytes, check
                                 timeout=330, retries=False)
         if response.status != 200:
             raise BenchError(f"POST /mlflow/runs answered {response.status}: "
-                             f"{response.data[:2000]!r}\n{tail(log)}")
+                             f"{response.data[:2000]!r}\n{log_tail(log)}")
         answers.append(response)
     cold, warm = answers
     check(warm.data)
@@ -214,9 +215,9 @@ def run(args, stack: contextlib.ExitStack) -> dict:
     step("starting MLflow (basic auth), the counting proxy, Redis and gunicorn")
     stack.enter_context(server)
     proxy = stack.enter_context(MlflowProxy(server.uri))
-    _, redis_url = stack.enter_context(redis_server(work))
-    svc = stack.enter_context(service(work, redis_url, workers=GUNICORN_WORKERS,
-                                      threads=GUNICORN_THREADS, extra_env=args.service_env))
+    _, redis_url = stack.enter_context(redis_server())
+    svc = stack.enter_context(gunicorn(work, redis_url, workers=GUNICORN_WORKERS,
+                                       threads=GUNICORN_THREADS, env=args.service_env))
     step(f"MLflow {server.uri} (proxy {proxy.uri}), Redis {redis_url}, service {svc.base}")
 
     username, password = server.admin
@@ -275,21 +276,19 @@ def print_report(results: dict):
         print(" | ".join(cell.ljust(w) for cell, w in zip(row, widths)))
 
 
-def write_json(path: Path, args, results: dict):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({
+def write_results(path: Path, args, results: dict):
+    write_json(path, {
         "dataset": {"experiment": EXPERIMENT, "runs": RUNS, "metrics_per_run": METRICS,
                     "steps_per_metric": STEPS},
         "settings": {"clients": args.clients, "seconds": args.seconds,
                      "max_requests": args.max_requests, "gunicorn_workers": GUNICORN_WORKERS,
                      "gunicorn_threads": GUNICORN_THREADS, "service_env": args.service_env},
         "results": results,
-    }, indent=2) + "\n")
-    print(f"\nwrote {path}")
+    })
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = bench_parser(__doc__, "bench_load")
     parser.add_argument("--clients", default="16,32,64",
                         help="concurrent clients per phase, comma-separated (default 16,32,64)")
     parser.add_argument("--seconds", type=float, default=10.0,
@@ -298,10 +297,7 @@ def parse_args():
                         help="at most this many requests per phase (default 20000)")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS),
                         help=f"comma-separated, of {', '.join(SCENARIOS)} (default all)")
-    parser.add_argument("--out", type=Path, default=REPO / "bench/out/bench_load.json")
-    add_service_env_option(parser)
-    args = parser.parse_args()
-    parse_service_env(parser, args)
+    args = parse_bench_args(parser)
     try:
         args.clients = [int(c) for c in args.clients.split(",")]
     except ValueError:
@@ -320,7 +316,7 @@ def main():
     args = parse_args()
     results = run_bench(run, args)
     print_report(results)
-    write_json(args.out, args, results)
+    write_results(args.out, args, results)
 
 
 if __name__ == "__main__":

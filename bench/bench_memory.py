@@ -27,11 +27,9 @@ tracemalloc, and reports the traced peak and the allocation sites holding the me
 closest to it. ``--verify`` also reads the seeded history back through
 MlflowClient (slow: about a minute for 1M points).
 """
-import argparse
 import contextlib
 import gc
 import hashlib
-import json
 import linecache
 import math
 import os
@@ -50,11 +48,13 @@ import orjson  # noqa: E402
 import requests  # noqa: E402
 
 from bench.common import (  # noqa: E402
-    REQUEST_TIMEOUT, BenchError, add_service_env_option, children, parse_service_env, run_bench,
-    service, step, tail,
+    REQUEST_TIMEOUT, BenchError, bench_parser, parse_bench_args, run_bench, step, write_json,
 )
-from tests.support.mlflow_server import BASE_TIME_MS, MlflowServer, _client, _db_path  # noqa: E402
+from tests.support.gunicorn import gunicorn  # noqa: E402
+from tests.support.mlflow_server import MlflowServer  # noqa: E402
+from tests.support.processes import children, log_tail  # noqa: E402
 from tests.support.proxy import MlflowProxy  # noqa: E402
+from tests.support.seed import BASE_TIME_MS, db_path, tracking_client  # noqa: E402
 
 EXPERIMENT, RUN_NAME, METRIC = "memory-exp", "big", "loss"
 NAN_EVERY = 100_000       # steps 0, 100000, 200000, ... are NaN
@@ -84,14 +84,14 @@ def seed(db_uri: str, points: int) -> str:
     run's ``latest_metrics`` row for it; the other points are one bulk insert into
     ``metrics``, stored the way MLflow stores them (NaN as value 0 with is_nan 1).
     """
-    client, root = _client(db_uri, None)
+    client, root = tracking_client(db_uri, None)
     exp_id = client.create_experiment(EXPERIMENT, artifact_location=f"{root}/{EXPERIMENT}")
     run_id = client.create_run(exp_id, start_time=BASE_TIME_MS, run_name=RUN_NAME).info.run_id
     last = points - 1
     client.log_metric(run_id, METRIC, value_at(last), timestamp=timestamp_at(last), step=last)
     rows = ((METRIC, 0.0 if math.isnan(v) else v, timestamp_at(s), run_id, s, int(math.isnan(v)))
             for s, v in ((s, value_at(s)) for s in range(last)))
-    with contextlib.closing(sqlite3.connect(_db_path(db_uri))) as db:
+    with contextlib.closing(sqlite3.connect(db_path(db_uri))) as db:
         with db:  # one transaction
             db.executemany("INSERT INTO metrics (key, value, timestamp, run_uuid, step, is_nan)"
                            " VALUES (?, ?, ?, ?, ?, ?)", rows)
@@ -101,7 +101,7 @@ def seed(db_uri: str, points: int) -> str:
 
 def check_store(db_uri: str, run_id: str, points: int):
     """Cheap: the row count and the latest_metrics row, straight from sqlite."""
-    with contextlib.closing(sqlite3.connect(_db_path(db_uri))) as db:
+    with contextlib.closing(sqlite3.connect(db_path(db_uri))) as db:
         count, nans, lo, hi = db.execute(
             "SELECT count(*), sum(is_nan), min(step), max(step) FROM metrics"
             " WHERE run_uuid = ? AND key = ?", (run_id, METRIC)).fetchone()
@@ -146,7 +146,7 @@ def the_worker(master_pid: int, log: Path) -> int:
             return workers[0]
         time.sleep(0.2)
     raise BenchError(f"gunicorn master {master_pid} has workers {children(master_pid)}, "
-                     f"expected exactly one\n{tail(log)}")
+                     f"expected exactly one\n{log_tail(log)}")
 
 
 def memory(pid: int) -> dict:
@@ -215,7 +215,7 @@ def post_runs(session: requests.Session, base: str, body: dict, sink: Path, log:
         first_byte = time.perf_counter() - t0  # headers in: the body is about to follow
         if response.status_code != 200:
             raise BenchError(f"POST /mlflow/runs answered {response.status_code}: "
-                             f"{response.text[:2000]}\n{tail(log)}")
+                             f"{response.text[:2000]}\n{log_tail(log)}")
         size = 0
         with open(sink, "wb") as out:
             for chunk in response.iter_content(1 << 20):
@@ -617,10 +617,9 @@ def print_report(results: dict, ratio: dict, profile: dict | None):
                     print(f"    {mib(site['bytes']):>7} MiB {site['site']:<34} {site['code']}")
 
 
-def write_json(path: Path, args, seeded: dict, worker: dict, results: dict, ratio: dict,
+def write_results(path: Path, args, seeded: dict, worker: dict, results: dict, ratio: dict,
                profile: dict | None):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({
+    write_json(path, {
         "dataset": {"experiment": EXPERIMENT, "run": RUN_NAME, "metric": METRIC,
                     "points": args.points, "nan_every": NAN_EVERY, **seeded},
         "settings": {"gunicorn_workers": 1, "gunicorn_threads": 2, "cache": "in-process",
@@ -630,26 +629,22 @@ def write_json(path: Path, args, seeded: dict, worker: dict, results: dict, rati
         "results": results,
         "ratios": ratio,
         "tracemalloc": profile,
-    }, indent=2) + "\n")
-    print(f"\nwrote {path}")
+    })
 
 
 # -- main ---------------------------------------------------------------------------
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = bench_parser(__doc__, "bench_memory")
     parser.add_argument("--points", type=int, default=1_000_000,
                         help="points of the metric (default 1,000,000)")
-    parser.add_argument("--out", type=Path, default=REPO / "bench/out/bench_memory.json")
     parser.add_argument("--verify", action="store_true",
                         help="also read the seeded history back with MlflowClient (slow)")
     parser.add_argument("--tracemalloc", action="store_true",
                         help="then profile both requests in-process under tracemalloc (slow)")
     parser.add_argument("--top", type=int, default=12, help="allocation sites to list (default 12)")
-    add_service_env_option(parser)
-    args = parser.parse_args()
-    parse_service_env(parser, args)
+    args = parse_bench_args(parser)
     if args.points < 2:
         parser.error("--points must be at least 2")
     return args
@@ -686,7 +681,7 @@ def run(args, stack: contextlib.ExitStack):
     # keep the listing and the grant, so that the later requests measure the cache and
     # not MLflow's listing and permission calls. The million-point run's JSON (~70 MB) is
     # over the default CACHE_MAX_ENTRY_MB (64): this benchmark measures caching it.
-    with service(work, None, workers=1, threads=2, extra_env={
+    with gunicorn(work, None, workers=1, threads=2, env={
             "RUN_LIST_TTL": "3600", "AUTH_CACHE_TTL": "3600", "CACHE_MAX_ENTRY_MB": "256",
             **args.service_env}) as svc:
         pid = the_worker(svc.master.pid, svc.log)
@@ -720,7 +715,7 @@ def run(args, stack: contextlib.ExitStack):
                                  work / "export.csv",
                                  lambda content: check_csv_payload(content, run_id, args.points))
         if the_worker(svc.master.pid, svc.log) != pid:
-            raise BenchError("the gunicorn worker was replaced during the run\n" + tail(svc.log))
+            raise BenchError("the gunicorn worker was replaced during the run\n" + log_tail(svc.log))
     sources.append(app_sources())
     worker["sources"] = sources[0]
     if results["cached"]["history_pages"]:
@@ -751,7 +746,7 @@ def main():
     seeded, worker, results, profile = run_bench(run, args)
     ratio = ratios(results)
     print_report(results, ratio, profile)
-    write_json(args.out, args, seeded, worker, results, ratio, profile)
+    write_results(args.out, args, seeded, worker, results, ratio, profile)
 
 
 if __name__ == "__main__":

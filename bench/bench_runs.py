@@ -16,8 +16,9 @@ Every authenticated MLflow call costs the server ~0.2-0.4 s of password hashing 
 auth cache stays off), so the number of MLflow requests is what the timings reflect.
 See bench/README.md for the targets.
 """
-import argparse
 import contextlib
+import gzip
+import io
 import json
 import os
 import statistics
@@ -33,13 +34,14 @@ import redis  # noqa: E402
 import urllib3  # noqa: E402
 
 from bench.common import (  # noqa: E402
-    LOOPBACK, REQUEST_TIMEOUT, BenchError, process_group, service, step,
-    tail, wait_until, run_bench, add_service_env_option, parse_service_env, restart_workers,
+    REQUEST_TIMEOUT, BenchError, bench_parser, parse_bench_args, run_bench, step, write_json,
 )
-from tests.support.mlflow_server import (  # noqa: E402
-    BASE_TIME_MS, LONG_METRIC_BATCH, MlflowServer, _client, free_port,
-)
+from tests.support.gunicorn import gunicorn  # noqa: E402
+from tests.support.mlflow_server import MlflowServer  # noqa: E402
+from tests.support.processes import log_tail  # noqa: E402
 from tests.support.proxy import MlflowProxy  # noqa: E402
+from tests.support.redis_server import RedisServer  # noqa: E402
+from tests.support.seed import BASE_TIME_MS, LONG_METRIC_BATCH, tracking_client  # noqa: E402
 
 EXPERIMENT = "bench-exp"
 RUNS, METRICS, STEPS = 10, 20, 1000
@@ -55,7 +57,7 @@ def seed(db_uri: str) -> str:
     """Write bench-exp straight into the sqlite store; return its experiment id."""
     from mlflow.entities import Metric
 
-    client, root = _client(db_uri, None)
+    client, root = tracking_client(db_uri, None)
     exp_id = client.create_experiment(EXPERIMENT, artifact_location=f"{root}/{EXPERIMENT}")
     for r in range(RUNS):
         start = BASE_TIME_MS + r * 3_600_000
@@ -69,18 +71,10 @@ def seed(db_uri: str) -> str:
 
 
 @contextlib.contextmanager
-def redis_server(work: Path):
-    port = free_port()
-    log = work / "redis.log"
-    cmd = ["redis-server", "--port", str(port), "--bind", LOOPBACK, "--save", "",
-           "--appendonly", "no", "--dir", str(work)]
-    with process_group(cmd, log) as proc:
-        client = redis.Redis(host=LOOPBACK, port=port)
-        wait_until(client.ping, proc, log, "redis-server")
-        try:
-            yield client, f"redis://{LOOPBACK}:{port}/0"
-        finally:
-            client.close()
+def redis_server():
+    """A private redis-server: (a client of it, its URL)."""
+    with RedisServer() as server, redis.Redis.from_url(server.url) as client:
+        yield client, server.url
 
 
 # -- measuring ----------------------------------------------------------------------
@@ -166,22 +160,38 @@ def naive_client_loop(tracking_uri: str, exp_id: str) -> dict:
     return {"bytes": received[0]}
 
 
-def runs_caller(pool: urllib3.PoolManager, base: str, body: dict, log: Path):
+def runs_caller(pool: urllib3.PoolManager, base: str, body: dict, log: Path,
+                coding: str | None = None):
     # urllib3 reads the 13 MB body in one go; requests' 10 KB iter_content would add
     # ~10 ms of client overhead to every warm sample (measured on loopback).
     payload = json.dumps(body).encode()
+    headers = {"Content-Type": "application/json"}
+    if coding:  # timed: the body as sent (bytes on the wire); decoded outside the timing
+        headers["Accept-Encoding"] = coding
 
     def call() -> dict:
-        response = pool.request("POST", f"{base}/mlflow/runs", body=payload,
-                                headers={"Content-Type": "application/json"},
-                                timeout=REQUEST_TIMEOUT, retries=False)
+        response = pool.request("POST", f"{base}/mlflow/runs", body=payload, headers=headers,
+                                timeout=REQUEST_TIMEOUT, retries=False, decode_content=False)
         if response.status != 200:
             raise BenchError(f"POST /mlflow/runs answered {response.status}: "
-                             f"{response.data[:2000]!r}\n{tail(log)}")
+                             f"{response.data[:2000]!r}\n{log_tail(log)}")
+        if response.headers.get("Content-Encoding") != coding:
+            raise BenchError(f"asked for {coding}, got {response.headers.get('Content-Encoding')}")
         # The service's own account of whether it asked MLflow (HIT, MISS, ...).
         return {"bytes": len(response.data), "x_cache": response.headers.get("X-Cache"),
-                "verify": lambda: check_runs_payload(response.data)}
+                "verify": lambda: check_runs_payload(decoded(response.data, coding))}
     return call
+
+
+def decoded(body: bytes, coding: str | None) -> bytes:
+    if coding == "gzip":
+        return gzip.decompress(body)
+    if coding == "zstd":
+        import zstandard
+        reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(body),
+                                                            read_across_frames=True)
+        return reader.read()
+    return body
 
 
 def check_runs_payload(content: bytes):
@@ -219,7 +229,9 @@ def redis_floor(cache: redis.Redis, repeats: int) -> dict | None:
 
 
 ROWS = [("baseline", "baseline (MlflowClient loop)"), ("cold", "cold (service, empty cache)"),
-        ("warm", "warm (service, cache filled)"), ("redis_floor", "raw Redis floor (MGET)")]
+        ("warm", "warm (service, cache filled)"),
+        ("warm_gzip", "warm, Accept-Encoding: gzip"), ("warm_zstd", "warm, Accept-Encoding: zstd"),
+        ("redis_floor", "raw Redis floor (MGET)")]
 
 
 def speedups(results: dict) -> dict:
@@ -234,7 +246,7 @@ def speedups(results: dict) -> dict:
 
 def print_report(results: dict, ratios: dict):
     baseline = results["baseline"]["median_seconds"]
-    header = ("approach", "MLflow requests", "median seconds", "ratio vs baseline")
+    header = ("approach", "MLflow requests", "median seconds", "ratio vs baseline", "bytes")
     lines = []
     for key, label in ROWS:
         result = results.get(key)
@@ -243,7 +255,8 @@ def print_report(results: dict, ratios: dict):
         seen = result["mlflow_requests_seen"]
         reqs = str(seen[0]) if len(seen) == 1 else f"{seen[0]}-{seen[-1]}"
         lines.append((label, reqs, f"{result['median_seconds']:.4f}",
-                      f"{baseline / result['median_seconds']:,.1f}x faster"))
+                      f"{baseline / result['median_seconds']:,.1f}x faster",
+                      f"{result['bytes']:,}"))
     widths = [max(len(row[i]) for row in [header, *lines]) for i in range(len(header))]
     print()
     for row in [header, tuple("-" * w for w in widths), *lines]:
@@ -255,33 +268,28 @@ def print_report(results: dict, ratios: dict):
     print("warm / raw Redis floor: " + (f"{floor:,.1f}x" if floor else "n/a (cache stored nothing)"))
 
 
-def write_json(path: Path, args, results: dict, ratios: dict):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({
+def write_results(path: Path, args, results: dict, ratios: dict):
+    write_json(path, {
         "dataset": {"experiment": EXPERIMENT, "runs": RUNS, "metrics_per_run": METRICS,
                     "steps_per_metric": STEPS},
         "settings": {"repeats": args.repeats, "baseline_repeats": args.baseline_repeats,
                      "cold_repeats": args.cold_repeats, "gunicorn_workers": 2},
         "results": results,
         "speedups": ratios,
-    }, indent=2) + "\n")
-    print(f"\nwrote {path}")
+    })
 
 
 # -- main ---------------------------------------------------------------------------
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = bench_parser(__doc__, "bench_runs")
     parser.add_argument("--repeats", type=int, default=20, help="warm requests (default 20)")
     parser.add_argument("--baseline-repeats", type=int, default=1,
                         help="naive client loops, ~1-2 min each (default 1)")
     parser.add_argument("--cold-repeats", type=int, default=3,
                         help="cold requests, each after FLUSHALL (default 3)")
-    parser.add_argument("--out", type=Path, default=REPO / "bench/out/bench_runs.json")
-    add_service_env_option(parser)
-    args = parser.parse_args()
-    parse_service_env(parser, args)
+    args = parse_bench_args(parser)
     if min(args.repeats, args.baseline_repeats, args.cold_repeats) < 1:
         parser.error("repeat counts must be at least 1")
     return args
@@ -298,9 +306,9 @@ def run(args, stack: contextlib.ExitStack) -> dict:
     step(f"seeded in {time.monotonic() - t0:.1f} s; starting MLflow (basic auth)")
     stack.enter_context(server)
     proxy = stack.enter_context(MlflowProxy(server.uri))
-    cache, redis_url = stack.enter_context(redis_server(work))
-    svc = stack.enter_context(service(work, redis_url, workers=SERVICE_WORKERS,
-                                      extra_env=args.service_env))
+    cache, redis_url = stack.enter_context(redis_server())
+    svc = stack.enter_context(gunicorn(work, redis_url, workers=SERVICE_WORKERS,
+                                       env=args.service_env))
     base, log = svc.base, svc.log
     step(f"MLflow {server.uri} (proxy {proxy.uri}), Redis {redis_url}, service {base}")
 
@@ -312,18 +320,21 @@ def run(args, stack: contextlib.ExitStack) -> dict:
             "baseline", lambda: naive_client_loop(proxy.uri, exp_id), args.baseline_repeats, proxy)
 
     pool = stack.enter_context(urllib3.PoolManager())
-    call = runs_caller(pool, base, {
-        "tracking_uri": proxy.uri, "username": username, "password": password,
-        "experiment_name": EXPERIMENT, "limit": RUNS, "http_timeout": 300,
-    }, log)
+    body = {"tracking_uri": proxy.uri, "username": username, "password": password,
+            "experiment_name": EXPERIMENT, "limit": RUNS, "http_timeout": 300}
+    call = runs_caller(pool, base, body, log)
     def empty_caches():  # Redis, and the workers' own copies of runs (new workers)
         cache.flushall()
-        restart_workers(svc, SERVICE_WORKERS)
+        svc.restart_workers(SERVICE_WORKERS)
 
     step(f"cold: POST /mlflow/runs after FLUSHALL and new workers x {args.cold_repeats}")
     results["cold"] = measure("cold", call, args.cold_repeats, proxy, before=empty_caches)
     step(f"warm: POST /mlflow/runs again x {args.repeats}")
     results["warm"] = measure("warm", call, args.repeats, proxy)
+    for coding in ("gzip", "zstd"):  # issue 12: bytes on the wire and time, compressed
+        step(f"warm, Accept-Encoding: {coding} x {args.repeats}")
+        results[f"warm_{coding}"] = measure(f"warm {coding}", runs_caller(
+            pool, base, body, log, coding), args.repeats, proxy)
     step(f"raw Redis floor x {args.repeats}")
     floor = redis_floor(cache, args.repeats)
     if floor:
@@ -336,7 +347,7 @@ def main():
     results = run_bench(run, args)
     ratios = speedups(results)
     print_report(results, ratios)
-    write_json(args.out, args, results, ratios)
+    write_results(args.out, args, results, ratios)
 
 
 if __name__ == "__main__":

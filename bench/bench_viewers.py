@@ -17,7 +17,6 @@ cached runs and listings.
 with this script's harness: the before/after figures of bench/README.md.
 Target (issue 12): at most 6 + 1 per user MLflow calls a minute, whatever the viewers.
 """
-import argparse
 import collections
 import contextlib
 import json
@@ -34,9 +33,11 @@ import urllib3  # noqa: E402
 
 from bench.bench_runs import EXPERIMENT, MLFLOW_WORKERS, RUNS, redis_server, seed  # noqa: E402
 from bench.common import (  # noqa: E402
-    BenchError, add_service_env_option, parse_service_env, run_bench, service, step, tail,
+    BenchError, bench_parser, parse_bench_args, run_bench, step, write_json,
 )
+from tests.support.gunicorn import gunicorn  # noqa: E402
 from tests.support.mlflow_server import MlflowServer  # noqa: E402
+from tests.support.processes import log_tail  # noqa: E402
 from tests.support.proxy import MlflowProxy  # noqa: E402
 
 SERVICE_WORKERS = 2
@@ -53,7 +54,7 @@ def poll_once(pool, base, payload, log) -> str:
                             timeout=CLIENT_TIMEOUT, retries=False)
     if response.status != 200:
         raise BenchError(f"POST /mlflow/runs answered {response.status}: "
-                         f"{response.data[:1000]!r}\n{tail(log)}")
+                         f"{response.data[:1000]!r}\n{log_tail(log)}")
     # The head of the envelope only: parsing 13 MB per poll would load the machine.
     if not response.data.startswith(EXPECTED_HEAD):
         raise BenchError(f"an answer without the {RUNS} runs: {response.data[:200]!r}")
@@ -117,9 +118,9 @@ def run(args, stack: contextlib.ExitStack) -> dict:
     for user, password in users.items():
         server.create_user(user, password)
     proxy = stack.enter_context(MlflowProxy(server.uri))
-    cache, redis_url = stack.enter_context(redis_server(work))
-    svc = stack.enter_context(service(work, redis_url, workers=SERVICE_WORKERS,
-                                      extra_env=args.service_env, repo=args.service_repo))
+    cache, redis_url = stack.enter_context(redis_server())
+    svc = stack.enter_context(gunicorn(work, redis_url, workers=SERVICE_WORKERS,
+                                       env=args.service_env, repo=args.service_repo))
     step(f"service from {args.service_repo} at {svc.base}; MLflow {server.uri} (proxy {proxy.uri})")
     payloads = [json.dumps({"tracking_uri": proxy.uri, "username": user, "password": password,
                             "experiment_name": EXPERIMENT, "limit": RUNS,
@@ -151,17 +152,14 @@ def run(args, stack: contextlib.ExitStack) -> dict:
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = bench_parser(__doc__, "bench_viewers")
     parser.add_argument("--viewers", type=int, default=20)
     parser.add_argument("--users", type=int, default=4)
     parser.add_argument("--interval", type=float, default=5.0, help="seconds between polls")
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--service-repo", type=Path, default=REPO,
                         help="checkout whose app is served (default: this one)")
-    parser.add_argument("--out", type=Path, default=REPO / "bench/out/bench_viewers.json")
-    add_service_env_option(parser)
-    args = parser.parse_args()
-    parse_service_env(parser, args)
+    args = parse_bench_args(parser)
     if min(args.viewers, args.users) < 1 or args.users > args.viewers:
         parser.error("need 1 <= users <= viewers")
     return args
@@ -173,8 +171,7 @@ def main():
     print(json.dumps(results, indent=2))
     print(f"MLflow calls per minute: {results['mlflow_calls_per_minute']} "
           f"(target <= {results['target_per_minute']}: 6 + 1 per user)")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2))
+    write_json(args.out, results)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ import time
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.support import mlflow_server as seed
+from tests.support import seed
 
 BULK = "/ajax-api/2.0/mlflow/metrics/get-history-bulk"
 PER_RUN = "/api/2.0/mlflow/metrics/get-history?"

@@ -13,12 +13,7 @@ from mlflow.tracking import MlflowClient
 from app.cache.keys import normalize_uri
 from tests.support.calls import poll
 from tests.support.redis_server import RedisServer
-
-
-@pytest.fixture
-def mlflow_server(mlflow_scratch_server):
-    """Overrides the read-only server for everything in this module (as_user too)."""
-    return mlflow_scratch_server
+from tests.support.overrides import scratch_mlflow_server  # noqa: F401  (writes to MLflow)
 
 
 def all_redis_bytes(redis_url, prefix):
@@ -27,7 +22,7 @@ def all_redis_bytes(redis_url, prefix):
 
 
 def test_second_poll_of_finished_runs_asks_mlflow_nothing(cached_app, body, proxy, mlflow_server):
-    client = cached_app().test_client()
+    client = cached_app(RUN_LIST_TTL=300).test_client()  # the listing outlives a slow first poll
     for selector in ({"run_id": mlflow_server.ids["runs"]["finished"]},
                      {"experiment_name": "secret-exp"}):  # its runs are all finished
         proxy.reset()
@@ -253,7 +248,7 @@ def test_warm_poll_from_the_workers_copy_reads_no_run_from_redis(cached_app, bod
                                                                  mlflow_server, monkeypatch):
     from app.cache.run_cache import RunCache
 
-    client = cached_app().test_client()
+    client = cached_app(RUN_LIST_TTL=300).test_client()  # the listing outlives a slow poll
     query = body(run_id=mlflow_server.ids["runs"]["finished"])
     first = poll(client, query)
     reads = []
@@ -265,7 +260,7 @@ def test_warm_poll_from_the_workers_copy_reads_no_run_from_redis(cached_app, bod
     assert second.data == first.data and proxy.count() == 0
     assert reads == []   # served from the worker's own copy
     # another app (another worker) has no copy: it reads the shared entry once, then keeps it
-    other = cached_app().test_client()
+    other = cached_app(RUN_LIST_TTL=300).test_client()
     assert poll(other, query).data == first.data
     assert len(reads) == 1
     poll(other, query)
@@ -292,7 +287,9 @@ def test_an_expired_listing_is_asked_of_mlflow_once(cached_app, body, proxy):
     proxy.reset()
     results = _concurrent_polls(app, query)
     assert len({r.data for r in results}) == 1
-    assert proxy.count("get-by-name") == 1 and proxy.count("runs/search") == 1, proxy.paths
+    # once, not six times (the experiment's name may even be resolved from the cache: the
+    # shared experiment resolution of issue 12, for a caller holding a grant)
+    assert proxy.count("get-by-name") <= 1 and proxy.count("runs/search") == 1, proxy.paths
 
 
 def test_an_expired_grant_is_asked_of_mlflow_once(cached_app, body, proxy, mlflow_server):

@@ -9,18 +9,13 @@ import time
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import user_body
-from tests.support import mlflow_server as seed
+from tests.support import seed
+from tests.support.calls import user_body
+from tests.support.overrides import module_wide_client  # noqa: F401  (client: one per module)
 
 FORMULA = '=HYPERLINK("http://evil","x")'
 # a key MLflow's API accepts, and keys only older servers/other stores hold (written raw)
 RISKY_KEYS = {"-cmd": -1.5, "@sum": -2.25, "+x": 3.5, "\tx": 4.0, "\rx": -0.125}
-
-
-@pytest.fixture(scope="module")
-def client():
-    from app import create_app
-    return create_app({"TESTING": True}).test_client()
 
 
 @pytest.fixture(scope="module")

@@ -8,18 +8,12 @@ import time
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import user_body
-from tests.support import mlflow_server as seed
+from tests.support import seed
+from tests.support.calls import expected_history, post_runs, strict_json, user_body
+from tests.support.overrides import module_wide_client  # noqa: F401  (client: one per module)
 from tests.support.proxy import MlflowProxy
-from tests.test_runs import expected_history, post_runs, strict_json
 
 NEW_FIELDS = {"unknown_metric_keys", "run_errors"}
-
-
-@pytest.fixture(scope="module")
-def client():
-    from app import create_app
-    return create_app({"TESTING": True}).test_client()
 
 
 def one_run(payload):

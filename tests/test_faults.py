@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from bench.common import children, service
-from tests.conftest_mlflow import _data_dir
+from tests.support.mlflow_fixtures import copy_of_seeded
+from tests.support.gunicorn import gunicorn
+from tests.support.processes import children
 from tests.support.mlflow_server import MlflowServer
 from tests.support.poller import Poller
 from tests.support.proxy import MlflowProxy
@@ -29,7 +30,7 @@ def fault_mlflow(tmp_path_factory, _mlflow_seeded_db):
     """A basic-auth MLflow on its own copy of the seed data: test b restarts it, so it is
     not shared with other modules. MLflow's auth cache is on (as MLflow recommends for
     busy servers) so that the polls that miss the cache do not queue on password checks."""
-    data = _data_dir(tmp_path_factory, "mlflow-faults", _mlflow_seeded_db)
+    data = copy_of_seeded(tmp_path_factory, "mlflow-faults", _mlflow_seeded_db)
     with MlflowServer(data.path, auth=True, ids=data.ids, auth_cache_ttl=30) as server:
         yield server
 
@@ -69,7 +70,7 @@ def test_redis_killed_mid_load(tmp_path, fault_mlflow):
     """No failed request and no wrong answer while Redis is gone; caching resumes by
     itself once Redis is back on the same port (empty: it kept nothing)."""
     with RedisServer() as redis_server, MlflowProxy(fault_mlflow.uri) as proxy, \
-            service(tmp_path, redis_server.url, workers=2, extra_env={
+            gunicorn(tmp_path, redis_server.url, workers=2, env={
                 "CACHE_RETRY_AFTER": str(CACHE_RETRY_AFTER),
                 # No list refresh during the test: a HIT then means Redis answered.
                 "RUN_LIST_TTL": "300",
@@ -111,7 +112,7 @@ def test_mlflow_restarted_mid_load(tmp_path, fault_mlflow):
     once it is back, every poll succeeds again."""
     # "refresh": every poll asks MLflow, as polls of running runs do.
     body = runs_body(fault_mlflow, refresh=True)
-    with service(tmp_path, None, workers=2) as svc:
+    with gunicorn(tmp_path, None, workers=2) as svc:
         expected = expected_answer(svc.base, body)
         with Poller(f"{svc.base}/mlflow/runs", body, threads=2, pause=0.05) as poller:
             poller.wait_for(lambda rs: sum(r.status == 200 for r in rs) >= 4, "answers")
@@ -146,8 +147,8 @@ def test_worker_killed_mid_load(tmp_path, fault_mlflow, redis_url, redis_prefix)
     new one, and no answer is ever wrong. Only requests that the dead worker was
     handling at that instant can be lost (their connection is reset)."""
     body = runs_body(fault_mlflow)
-    with service(tmp_path, redis_url, workers=2,
-                 extra_env={"CACHE_KEY_PREFIX": redis_prefix}) as svc:
+    with gunicorn(tmp_path, redis_url, workers=2,
+                 env={"CACHE_KEY_PREFIX": redis_prefix}) as svc:
         expected = expected_answer(svc.base, body)
         workers = children(svc.master.pid)
         assert len(workers) == 2, workers

@@ -23,7 +23,7 @@ from tests.support.nginx import Nginx
 from tests.support.redis_cluster import RedisCluster
 from tests.support.redis_sentinel import RedisSentinelSet
 from tests.support.base_image import BASE_TAG
-from tests.support.mlflow_server import free_port
+from tests.support.processes import free_port
 from tests.support.service_image import (REDIS_TAG, SERVICE_TAG, ComposeStack, ServiceContainer,
                                          build_service_image, compose_available,
                                          ensure_redis_image)

@@ -5,8 +5,8 @@ import requests
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from tests.conftest_mlflow import BULK_EXPERIMENTS
-from tests.support.mlflow_server import TRAIN_LOSS
+from tests.support.mlflow_fixtures import BULK_EXPERIMENTS
+from tests.support.seed import TRAIN_LOSS
 
 
 def _client(monkeypatch, server, user, password):

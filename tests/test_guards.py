@@ -23,11 +23,7 @@ import redis
 from app import history
 from tests.support.calls import poll
 from tests.support.redis_server import RedisServer
-
-
-@pytest.fixture
-def mlflow_server(mlflow_scratch_server):
-    return mlflow_scratch_server
+from tests.support.overrides import scratch_mlflow_server  # noqa: F401  (writes to MLflow)
 
 
 def stored(redis_url, prefix, kind, *, series=False):

@@ -1,45 +1,17 @@
 """The service as it is deployed: gunicorn with gunicorn.conf.py, behind a path prefix."""
-import os
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
+import uuid
 
 import pytest
 import requests
 
-from tests.support.mlflow_server import free_port
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.gunicorn import gunicorn as start_gunicorn
 
 
 @pytest.fixture(scope="module")
 def gunicorn(redis_url, tmp_path_factory):
-    port = free_port()
-    log = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
-    env = dict(os.environ, GUNICORN_BIND=f"127.0.0.1:{port}", GUNICORN_WORKERS="2",
-               REDIS_URL=redis_url, SECRET_KEY="gunicorn-test-secret",
-               CACHE_KEY_PREFIX=f"gunicorn-test-{port}:", PROXY_FIX_HOPS="1")
-    with open(log, "wb") as out:  # a file, not a pipe nobody reads (it would fill and block)
-        proc = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "-c",
-                                 "gunicorn.conf.py", "wsgi:app"], cwd=ROOT, env=env,
-                                start_new_session=True, stdout=out, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60  # a busy machine boots workers slowly
-    while True:
-        try:
-            requests.post(f"{base}/health", json={}, timeout=1)
-            break
-        except requests.RequestException:  # a worker still booting may time out the read
-            if proc.poll() is not None or time.monotonic() > deadline:
-                os.killpg(proc.pid, signal.SIGKILL)
-                raise RuntimeError(f"gunicorn did not answer at {base}: "
-                                   f"{log.read_text(errors='replace')[-4000:]}") from None
-            time.sleep(0.1)
-    yield base
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(10)
+    env = {"CACHE_KEY_PREFIX": f"gunicorn-test-{uuid.uuid4().hex[:12]}:", "PROXY_FIX_HOPS": "1"}
+    with start_gunicorn(tmp_path_factory.mktemp("gunicorn"), redis_url, workers=2, env=env) as svc:
+        yield svc.base
 
 
 def test_cached_runs_through_gunicorn(gunicorn, as_user, mlflow_server):

@@ -7,7 +7,7 @@ import pytest
 from app.mlflow.target import MlflowTarget
 from app.runs.listing import listing
 from app.runs.query import Selection
-from tests.support.scripted import ScriptedMlflow, context, memory_cache, run
+from tests.support.scripted import ScriptedApi, context, memory_cache, run
 
 EXPERIMENTS = [{"experiment_id": "1", "name": "exp", "lifecycle_stage": "active"}]
 RUNS = [run("a", start=2), run("b", start=1)]
@@ -41,7 +41,7 @@ def test_the_listing_key_is_per_caller():
 
 
 def test_a_repeated_listing_comes_from_the_cache_without_asking_mlflow():
-    mlflow = ScriptedMlflow(EXPERIMENTS, RUNS)
+    mlflow = ScriptedApi(EXPERIMENTS, RUNS)
     cache = memory_cache()
     first, cached = listing(context(mlflow, cache), Selection(experiment_id="1"))
     assert not cached and [r["info"]["run_id"] for r in first["runs"]] == ["a", "b"]
@@ -52,7 +52,7 @@ def test_a_repeated_listing_comes_from_the_cache_without_asking_mlflow():
 
 
 def test_a_cached_listing_needs_a_grant_for_its_experiments():
-    mlflow = ScriptedMlflow(EXPERIMENTS, RUNS)
+    mlflow = ScriptedApi(EXPERIMENTS, RUNS)
     cache = memory_cache(auth_ttl=0)  # grants are never kept: each cached listing asks again
     listing(context(mlflow, cache), Selection(experiment_id="1"))
     mlflow.calls.clear()
@@ -64,7 +64,7 @@ def test_a_cached_listing_needs_a_grant_for_its_experiments():
 
 
 def test_refresh_asks_mlflow_again():
-    mlflow = ScriptedMlflow(EXPERIMENTS, RUNS)
+    mlflow = ScriptedApi(EXPERIMENTS, RUNS)
     cache = memory_cache()
     listing(context(mlflow, cache), Selection(experiment_id="1"))
     asked = len(mlflow.calls)

@@ -4,7 +4,6 @@ the app in-process; this one also covers what only the real server adds (HTTP pa
 headers, streamed bodies, the cache shared by two workers)."""
 import uuid
 
-import marshmallow as ma
 import pytest
 import redis
 import requests
@@ -16,10 +15,9 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from app import create_app
-from app.schemas import ConnectionSchema
-from bench.common import service
 from config import Config
-from tests.test_docs_and_fuzz import _is_reachable_uri
+from tests.support.gunicorn import gunicorn
+from tests.support.calls import schema_accepts
 
 CALL_TIMEOUT = 30  # a hang guard per call; valid generated http_timeouts become <= 5 s
 
@@ -27,8 +25,8 @@ CALL_TIMEOUT = 30  # a hang guard per call; valid generated http_timeouts become
 @pytest.fixture(scope="module")
 def live_service(tmp_path_factory, redis_url):
     prefix = f"test-live-fuzz-{uuid.uuid4().hex[:12]}:"
-    with service(tmp_path_factory.mktemp("live-fuzz"), redis_url, workers=2,
-                 extra_env={"CACHE_KEY_PREFIX": prefix}) as svc:
+    with gunicorn(tmp_path_factory.mktemp("live-fuzz"), redis_url, workers=2,
+                 env={"CACHE_KEY_PREFIX": prefix}) as svc:
         yield svc
     client = redis.Redis.from_url(redis_url)
     for key in client.scan_iter(match=prefix + "*"):
@@ -92,10 +90,10 @@ def aim_at(body, server):
     become valid ones and valid timeouts 1-5 s, so that most cases get past MLflow's 401
     and the 504 of a tiny timeout to the cache and the answer; a body with only one of
     username and password still gets its 401."""
-    if isinstance(body, dict) and _is_reachable_uri(body.get("tracking_uri")):
+    if isinstance(body, dict) and schema_accepts("tracking_uri", body.get("tracking_uri")):
         body["tracking_uri"] = server.uri
         credentials = body.get("username"), body.get("password")
-        if (all(_schema_valid(name, body.get(name)) for name in ("username", "password"))
+        if (all(schema_accepts(name, body.get(name)) for name in ("username", "password"))
                 and (all(isinstance(c, str) for c in credentials) or credentials == (None, None))):
             # only credentials the schema accepts: a case generated to break the schema
             # (an over-long password, say) must stay broken
@@ -104,14 +102,6 @@ def aim_at(body, server):
         if isinstance(timeout, (int, float)) and not isinstance(timeout, bool) \
                 and 0 < timeout <= Config.MAX_HTTP_TIMEOUT:  # keep invalid ones invalid
             body["http_timeout"] = min(max(timeout, 1), 5)
-
-
-def _schema_valid(name, value) -> bool:
-    try:
-        ConnectionSchema().fields[name].deserialize(value)
-        return True
-    except ma.ValidationError:
-        return False
 
 
 def test_the_live_service_logged_no_server_error(live_service):

@@ -12,6 +12,7 @@ import subprocess
 import threading
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import orjson
@@ -19,8 +20,8 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.common import children
-from tests.support.mlflow_server import free_port
+from tests.support.gunicorn import gunicorn
+from tests.support.processes import children, free_port
 from tests.support.proxy import MlflowProxy
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -259,27 +260,10 @@ def gunicorn_metrics(redis_url, tmp_path):
     directory = tmp_path / "metrics"
     directory.mkdir()
     _stale_metrics(directory)
-    port = free_port()
-    env = dict(os.environ, GUNICORN_BIND=f"127.0.0.1:{port}", GUNICORN_WORKERS="2",
-               REDIS_URL=redis_url, SECRET_KEY="gunicorn-test-secret",
-               CACHE_KEY_PREFIX=f"gunicorn-obs-test-{port}:", PROMETHEUS_MULTIPROC_DIR=str(directory))
-    stdout = (tmp_path / "stdout").open("wb")
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "-c", "gunicorn.conf.py",
-                             "wsgi:app"], cwd=ROOT, env=env, start_new_session=True,
-                            stdout=stdout, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(200):
-            try:
-                requests.get(f"{base}/metrics", timeout=1)
-                break
-            except requests.RequestException:  # not listening, or a worker still booting
-                time.sleep(0.1)
-        yield base, proc, tmp_path / "stdout"
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(20)
-        stdout.close()
+    env = {"CACHE_KEY_PREFIX": f"gunicorn-obs-test-{uuid.uuid4().hex[:12]}:",
+           "PROMETHEUS_MULTIPROC_DIR": str(directory)}
+    with gunicorn(tmp_path, redis_url, workers=2, env=env, access_log=tmp_path / "stdout") as svc:
+        yield svc.base, svc.master, tmp_path / "stdout"
 
 
 def _replace_workers(master):

@@ -3,9 +3,7 @@ profiles, the Authorization: Basic header, MAX_RESPONSE_POINTS, RATE_LIMIT and t
 import base64
 import json
 import logging
-import os
 import shlex
-import signal
 import subprocess
 import sys
 import time
@@ -16,7 +14,8 @@ import redis
 import requests
 
 from app import create_app
-from tests.support.mlflow_server import free_port
+from tests.support.gunicorn import gunicorn
+from tests.support.processes import free_port
 from tests.support.redis_server import RedisServer
 
 ROUTES = ["/health", "/mlflow/experiments", "/mlflow/runs"]
@@ -375,36 +374,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
-def gunicorn_with_limit(redis_url, redis_prefix):
+def gunicorn_with_limit(redis_url, redis_prefix, tmp_path):
     """gunicorn with two workers, RATE_LIMIT=6/hour, counters in the test's Redis prefix."""
-    port = free_port()
-    env = dict(os.environ, GUNICORN_BIND=f"127.0.0.1:{port}", GUNICORN_WORKERS="2",
-               REDIS_URL=redis_url, SECRET_KEY="gunicorn-test-secret", RATE_LIMIT="6/hour",
-               CACHE_KEY_PREFIX=redis_prefix)
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "-c", "gunicorn.conf.py",
-                             "wsgi:app"], cwd=ROOT, env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_serving(base, proc)
-        yield base, env
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(30)
-
-
-def wait_until_serving(base, proc, seconds=60):
-    """Both workers up (a busy machine boots them slowly): /healthz answers on fresh connections."""
-    give_up = time.monotonic() + seconds
-    answered = 0
-    while answered < 4:
-        assert proc.poll() is None, "gunicorn exited"
-        assert time.monotonic() < give_up, "gunicorn did not start"
-        try:
-            requests.get(f"{base}/healthz", timeout=5)
-            answered += 1
-        except (requests.ConnectionError, requests.Timeout):  # not listening, or still booting
-            time.sleep(0.1)
+    env = {"RATE_LIMIT": "6/hour", "CACHE_KEY_PREFIX": redis_prefix}
+    with gunicorn(tmp_path, redis_url, workers=2, env=env) as svc:
+        yield svc.base, svc.env
 
 
 def dockerfile_healthcheck() -> str:

@@ -6,8 +6,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from app import create_app
-from tests.support.mlflow_server import free_port
-from tests.test_transport import scripted, silent_server  # noqa: F401  (fixtures)
+from tests.support.processes import free_port
 
 USER = "svc-dashboards"
 ROUTES = ["/health", "/mlflow/experiments", "/mlflow/runs"]
@@ -45,7 +44,7 @@ def test_unreachable_profile_names_the_profile_only(route):
 
 
 @pytest.mark.parametrize("route", ROUTES)
-def test_silent_profile_names_the_profile_only(route, silent_server):  # noqa: F811
+def test_silent_profile_names_the_profile_only(route, silent_server):
     response = profile_app(silent_server).test_client().post(
         route, json={"profile": "team-a", "http_timeout": 0.5})
     assert_hidden(response, silent_server, 504)
@@ -66,7 +65,7 @@ def test_tls_failure_names_the_profile_only(route, mlflow_tls_server):
     (403, b"Permission denied"),
 ])
 @pytest.mark.parametrize("route", ROUTES)
-def test_upstream_errors_name_the_profile_only(route, scripted, status, body):  # noqa: F811
+def test_upstream_errors_name_the_profile_only(route, scripted, status, body):
     mlflow = scripted(*[(status, body)] * 3)
     response = profile_app(mlflow.uri).test_client().post(route, json={"profile": "team-a"})
     assert_hidden(response, mlflow.uri, 403 if status == 403 else 502)

@@ -11,17 +11,10 @@ import pytest
 import redis
 
 from tests.support.calls import poll
-from tests.support.fake_mlflow import AJAX, API, POINT, FakeMlflow
+from tests.support.fake_mlflow import AJAX, API, POINT
 
 BULK = f"{AJAX}/metrics/get-history-bulk"
 PER_RUN = f"{API}/metrics/get-history"
-
-
-@pytest.fixture
-def fake():
-    server = FakeMlflow()
-    yield server
-    server.close()
 
 
 # --- caching switched off, one setting at a time (real MLflow and Redis) -------------------
@@ -79,13 +72,13 @@ def test_an_unexpected_error_is_a_500_that_tells_nothing(app, monkeypatch, caplo
 
 # --- the gateway's retries near the deadline ------------------------------------------------
 
-def test_a_retry_after_beyond_the_deadline_is_not_waited_for(client, fake):
-    fake.answers[f"{API}/experiments/search"] = (503, b'{"error_code": "TEMPORARILY_UNAVAILABLE"}',
+def test_a_retry_after_beyond_the_deadline_is_not_waited_for(client, fake_mlflow):
+    fake_mlflow.answers[f"{API}/experiments/search"] = (503, b'{"error_code": "TEMPORARILY_UNAVAILABLE"}',
                                                  {"Retry-After": "30"})
     started = time.monotonic()
-    response = client.post("/mlflow/experiments", json={"tracking_uri": fake.uri, "http_timeout": 5})
+    response = client.post("/mlflow/experiments", json={"tracking_uri": fake_mlflow.uri, "http_timeout": 5})
     assert response.status_code == 502 and "503" in response.get_json()["message"]
-    assert fake.paths.count(f"{API}/experiments/search") == 1  # given up, not retried
+    assert fake_mlflow.paths.count(f"{API}/experiments/search") == 1  # given up, not retried
     assert time.monotonic() - started < 5  # the 30 s pause was not slept
 
 
@@ -100,11 +93,11 @@ def bulk_answer(run_ids):
     (["r1"] * 12_500 + ["r2"] * 12_500, ["r2"]),     # MLflow's order: r1 is complete
     (["r2", "r1"] * 12_500, ["r1", "r2"]),           # not MLflow's order: trust nothing
 ])
-def test_a_bulk_answer_at_its_cap_is_trusted_only_in_mlflows_order(client, fake, order, refetched):
-    fake.answers[BULK] = bulk_answer(order)
-    response = client.post("/mlflow/runs", json={"tracking_uri": fake.uri, "experiment_id": "1"})
+def test_a_bulk_answer_at_its_cap_is_trusted_only_in_mlflows_order(client, fake_mlflow, order, refetched):
+    fake_mlflow.answers[BULK] = bulk_answer(order)
+    response = client.post("/mlflow/runs", json={"tracking_uri": fake_mlflow.uri, "experiment_id": "1"})
     assert response.status_code == 200
-    assert fake.paths.count(BULK) == 1 and fake.paths.count(PER_RUN) == len(refetched)
+    assert fake_mlflow.paths.count(BULK) == 1 and fake_mlflow.paths.count(PER_RUN) == len(refetched)
     points = {run["run_id"]: run["metrics_history"][0]["total_points"]
               for run in response.get_json()["runs"]}
     # A refetched run has the fake's one-point history; a complete one keeps its bulk points.
@@ -113,16 +106,16 @@ def test_a_bulk_answer_at_its_cap_is_trusted_only_in_mlflows_order(client, fake,
 
 # --- a cached series that is not whole points -----------------------------------------------------
 
-def test_a_cached_series_that_is_not_whole_points_is_a_miss(cached_app, fake, redis_url, redis_prefix):
+def test_a_cached_series_that_is_not_whole_points_is_a_miss(cached_app, fake_mlflow, redis_url, redis_prefix):
     app = cached_app()
     client = app.test_client()
-    query = {"tracking_uri": fake.uri, "run_id": "r1", "metric_keys": ["loss"]}
+    query = {"tracking_uri": fake_mlflow.uri, "run_id": "r1", "metric_keys": ["loss"]}
     expected = poll(client, query).data
     cache = app.extensions["run_cache"]
     [key] = [k.decode()[len(redis_prefix):] for k in
              redis.Redis.from_url(redis_url).scan_iter(match=redis_prefix + "run:*:series:*")]
     header, payload = cache.get_entries([key])[key]
     cache.set_entry(key, header, bytes(payload)[:-5])  # sealed by us, cut short
-    fetched = fake.paths.count(PER_RUN)
+    fetched = fake_mlflow.paths.count(PER_RUN)
     assert poll(client, query).data == expected
-    assert fake.paths.count(PER_RUN) == fetched + 1  # a miss: asked again
+    assert fake_mlflow.paths.count(PER_RUN) == fetched + 1  # a miss: asked again

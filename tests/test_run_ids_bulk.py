@@ -7,10 +7,9 @@ import time
 
 import pytest
 
-from tests.conftest import user_body
-from tests.support import mlflow_server as seed
-from tests.support.proxy import MlflowProxy
-from tests.test_runs import post_runs
+from tests.support import seed
+from tests.support.calls import post_runs
+from tests.support.overrides import module_wide_client, scratch_mlflow_server  # noqa: F401
 
 MANY = 300
 LOOKUPS = 20  # app.runs.by_ids.RUN_LOOKUPS
@@ -23,23 +22,11 @@ def many_runs(mlflow_scratch_server):
                                f"many-{os.getpid()}-{time.time_ns()}", MANY)
 
 
-@pytest.fixture(scope="module")
-def proxy(mlflow_scratch_server):
-    with MlflowProxy(mlflow_scratch_server.uri) as proxy:
-        yield proxy
-
-
-@pytest.fixture(scope="module")
-def client():
-    from app import create_app
-    return create_app({"TESTING": True}).test_client()
-
-
 @pytest.fixture
-def body(mlflow_scratch_server, proxy):
-    proxy.reset()
-    return lambda user="admin", **fields: dict(user_body(mlflow_scratch_server, user, **fields),
-                                               tracking_uri=proxy.uri, http_timeout=120)
+def body(body):
+    """The harness's ``body`` (here: the scratch server through a counting proxy of the
+    test's own), with time for hundreds of runs."""
+    return lambda user="admin", **fields: body(user, **{**fields, "http_timeout": 120})
 
 
 def test_many_run_ids_take_a_few_searches(client, body, proxy, many_runs, mlflow_scratch_server):

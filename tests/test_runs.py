@@ -1,33 +1,13 @@
 """POST /mlflow/runs against a real basic-auth MLflow server."""
-import json
 import math
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import user_body
-from tests.support import mlflow_server as seed
+from tests.support import seed
+from tests.support.calls import expected_history, post_runs, user_body
 
 SHARED_ACTIVE = {"finished", "running", "empty", "long", "failed"}
-
-
-def strict_json(raw: bytes):
-    """Parse as a browser's JSON.parse would: NaN/Infinity are not JSON."""
-    def reject(token):
-        raise ValueError(f"non-JSON token {token}")
-    return json.loads(raw, parse_constant=reject)
-
-
-def expected_history(points):
-    ordered = sorted(points, key=lambda p: (p.step, p.timestamp))
-    return [{"step": p.step, "value": p.value if math.isfinite(p.value) else None,
-             "timestamp": p.timestamp} for p in ordered]
-
-
-def post_runs(client, body, status=200):
-    response = client.post("/mlflow/runs", json=body)
-    assert response.status_code == status, response.get_data(as_text=True)[:500]
-    return strict_json(response.data)
 
 
 def run_by_name(payload, name):
@@ -35,14 +15,8 @@ def run_by_name(payload, name):
 
 
 @pytest.fixture(scope="module")
-def shared_runs(app_module_client, mlflow_server):
-    return post_runs(app_module_client, user_body(mlflow_server, experiment_name="shared-exp"))
-
-
-@pytest.fixture(scope="module")
-def app_module_client():
-    from app import create_app
-    return create_app({"TESTING": True}).test_client()
+def shared_runs(module_client, mlflow_server):
+    return post_runs(module_client, user_body(mlflow_server, experiment_name="shared-exp"))
 
 
 def test_contract_fields_and_default_selection(shared_runs):
@@ -268,8 +242,8 @@ def test_filters_mlflow_rejects_are_422(client, as_user, fields, field):
 
 
 @pytest.mark.parametrize("experiment_id", ["abc", "-"])
-def test_an_experiment_id_mlflow_cannot_parse_is_not_found(app_module_client, mlflow_server,
+def test_an_experiment_id_mlflow_cannot_parse_is_not_found(module_client, mlflow_server,
                                                            experiment_id):
-    body = post_runs(app_module_client, user_body(mlflow_server, experiment_id=experiment_id),
+    body = post_runs(module_client, user_body(mlflow_server, experiment_id=experiment_id),
                      status=404)
     assert experiment_id in body["message"]

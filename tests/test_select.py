@@ -4,7 +4,7 @@ import pytest
 from app import errors
 from app.runs.query import Selection
 from app.runs.select import select
-from tests.support.scripted import ScriptedMlflow, context, run
+from tests.support.scripted import ScriptedApi, context, run
 
 EXPERIMENTS = [{"experiment_id": "1", "name": "exp", "lifecycle_stage": "active"},
                {"experiment_id": "2", "name": "other", "lifecycle_stage": "active"},
@@ -14,7 +14,7 @@ RUNS = [run("a", "1", start=3), run("b", "1", start=2), run("c", "2", start=1),
 
 
 def picked(sel, mlflow=None):
-    mlflow = mlflow or ScriptedMlflow(EXPERIMENTS, RUNS)
+    mlflow = mlflow or ScriptedApi(EXPERIMENTS, RUNS)
     found = select(context(mlflow), sel)
     return [r["info"]["run_id"] for r in found["runs"]], found
 
@@ -54,7 +54,7 @@ def test_run_ids_keep_their_order_and_report_what_cannot_be_read():
 
 
 def test_run_ids_cost_a_search_not_a_call_per_run():
-    mlflow = ScriptedMlflow(EXPERIMENTS, RUNS)
+    mlflow = ScriptedApi(EXPERIMENTS, RUNS)
     picked(Selection(run_ids=("a", "b", "c"), limit=3), mlflow)
     assert [call[0] for call in mlflow.calls].count("get_run") == 0
 
@@ -66,6 +66,6 @@ def test_a_filter_mlflow_rejects_is_a_422_naming_the_field():
 
 
 def test_run_status_is_applied():
-    running = ScriptedMlflow(EXPERIMENTS, RUNS + [run("e", "1", status="RUNNING", start=9)])
+    running = ScriptedApi(EXPERIMENTS, RUNS + [run("e", "1", status="RUNNING", start=9)])
     ids, _ = picked(Selection(run_id="e", run_status=("FINISHED",)), running)
     assert ids == []

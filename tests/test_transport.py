@@ -1,5 +1,4 @@
 """TLS, unreachable, slow and misbehaving MLflow servers: 502/504, never a 500 or a hang."""
-import http.server
 import json
 import socket
 import threading
@@ -50,15 +49,6 @@ def test_unreachable_is_502(client):
     assert "Cannot reach MLflow" in response.get_json()["message"]
 
 
-@pytest.fixture
-def silent_server():
-    """Accepts connections (kernel backlog) and never answers."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(16)
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-
-
 @pytest.mark.parametrize("route", ["/mlflow/experiments", "/mlflow/runs"])
 def test_timeout_is_504_within_budget(client, silent_server, route):
     started = time.monotonic()
@@ -73,48 +63,6 @@ def test_timeout_is_504_within_budget(client, silent_server, route):
 def test_health_reports_timeout(client, silent_server):
     body = client.post("/health", json={"tracking_uri": silent_server, "http_timeout": 0.5}).get_json()
     assert body["status"] == "unhealthy" and body["error_code"] == 504
-
-
-class ScriptedMlflow(http.server.ThreadingHTTPServer):
-    """A stand-in MLflow that answers from a script of (status, body) and records paths."""
-
-    def __init__(self, script):
-        self.script, self.paths = list(script), []
-        super().__init__(("127.0.0.1", 0), ScriptedHandler)
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-
-    @property
-    def uri(self):
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class ScriptedHandler(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.server.paths.append(self.path)
-        status, body = self.server.script.pop(0) if self.server.script else (200, b"{}")
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    do_GET = do_POST
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def scripted():
-    servers = []
-
-    def make(*script):
-        servers.append(ScriptedMlflow(script))
-        return servers[-1]
-    yield make
-    for server in servers:
-        server.shutdown()
-        server.server_close()
 
 
 def test_transient_503_and_429_are_retried(client, scripted):

@@ -9,14 +9,7 @@ from app import errors
 from app.mlflow.api import reads
 from app.mlflow.errors import NotMlflow
 from app.mlflow.target import MlflowTarget
-from tests.support.fake_mlflow import AJAX, API, EXPERIMENT, POINT, RUNS, FakeMlflow
-
-
-@pytest.fixture
-def fake():
-    server = FakeMlflow()
-    yield server
-    server.close()
+from tests.support.fake_mlflow import AJAX, API, EXPERIMENT, POINT, RUNS
 
 
 def with_run(**changes):
@@ -84,23 +77,23 @@ WRONG = {
 CASES = [(endpoint, answer) for endpoint in READERS for answer in ANY_ENDPOINT + WRONG[endpoint]]
 
 
-def test_the_fake_world_is_valid(client, fake):
+def test_the_fake_world_is_valid(client, fake_mlflow):
     """Every reader's request succeeds while the fake answers like MLflow."""
     for readers in READERS.values():
         for route, fields in readers:
-            response = client.post(route, json={"tracking_uri": fake.uri, **fields})
+            response = client.post(route, json={"tracking_uri": fake_mlflow.uri, **fields})
             assert response.status_code == 200, (route, fields, response.get_json())
             assert response.get_json().get("status") != "unhealthy"
 
 
 @pytest.mark.parametrize("endpoint, answer", CASES,
                          ids=[f"{e.rsplit('/', 1)[1]}-{json.dumps(a)[:60]}" for e, a in CASES])
-def test_an_answer_that_is_not_mlflows_is_a_502(client, fake, endpoint, answer):
-    fake.answers[endpoint] = (200, json.dumps(answer).encode())
+def test_an_answer_that_is_not_mlflows_is_a_502(client, fake_mlflow, endpoint, answer):
+    fake_mlflow.answers[endpoint] = (200, json.dumps(answer).encode())
     for route, fields in READERS[endpoint]:
-        response = client.post(route, json={"tracking_uri": fake.uri, **fields})
+        response = client.post(route, json={"tracking_uri": fake_mlflow.uri, **fields})
         body = response.get_json()
-        assert endpoint in fake.paths, (route, fields)
+        assert endpoint in fake_mlflow.paths, (route, fields)
         if route == "/health":
             assert response.status_code == 200
             assert body["status"] == "unhealthy" and body["error_code"] == 502
@@ -109,15 +102,15 @@ def test_an_answer_that_is_not_mlflows_is_a_502(client, fake, endpoint, answer):
             assert response.status_code == 502, (route, fields, body)
             assert body["success"] is False and body["code"] == 502
             message = body["message"]
-        assert f"MLflow at {fake.uri} answered 200 to {endpoint}" in message
+        assert f"MLflow at {fake_mlflow.uri} answered 200 to {endpoint}" in message
         assert "with a body that is not MLflow's: " in message
 
 
 @pytest.mark.parametrize("endpoint", list(READERS))
-def test_json_nested_too_deep_is_a_502(client, fake, endpoint):
-    fake.answers[endpoint] = (200, b'{"a": ' + b"[" * 3000 + b"]" * 3000 + b"}")
+def test_json_nested_too_deep_is_a_502(client, fake_mlflow, endpoint):
+    fake_mlflow.answers[endpoint] = (200, b'{"a": ' + b"[" * 3000 + b"]" * 3000 + b"}")
     for route, fields in READERS[endpoint]:
-        response = client.post(route, json={"tracking_uri": fake.uri, **fields})
+        response = client.post(route, json={"tracking_uri": fake_mlflow.uri, **fields})
         body = response.get_json()
         message = body["error"] if route == "/health" else body["message"]
         assert "not JSON" in message and (body.get("code") or body.get("error_code")) == 502
@@ -136,17 +129,17 @@ def test_json_nested_too_deep_is_a_502(client, fake, endpoint):
      {"metrics": [dict(POINT, run_id="r1"), dict(POINT, run_id="r2"), dict(POINT, run_id="r2", value="x")]},
      {"experiment_id": "1"}, "'metrics[2].value' is not a number"),
 ])
-def test_the_502_says_what_was_wrong(client, fake, endpoint, answer, fields, what):
-    fake.answers[endpoint] = (200, json.dumps(answer).encode())
-    message = client.post("/mlflow/runs", json={"tracking_uri": fake.uri, **fields}).get_json()["message"]
+def test_the_502_says_what_was_wrong(client, fake_mlflow, endpoint, answer, fields, what):
+    fake_mlflow.answers[endpoint] = (200, json.dumps(answer).encode())
+    message = client.post("/mlflow/runs", json={"tracking_uri": fake_mlflow.uri, **fields}).get_json()["message"]
     assert message.endswith(f"with a body that is not MLflow's: {what}."), message
 
 
-def test_numbers_written_as_strings_are_still_read(client, fake):
+def test_numbers_written_as_strings_are_still_read(client, fake_mlflow):
     """protobuf's JSON writes int64 as strings and NaN as "NaN": those are MLflow's too."""
-    fake.answers[f"{API}/metrics/get-history"] = (200, json.dumps({"metrics": [
+    fake_mlflow.answers[f"{API}/metrics/get-history"] = (200, json.dumps({"metrics": [
         dict(POINT, step="3", timestamp="1700000000000", value="NaN"), dict(POINT, step=4)]}).encode())
-    body = client.post("/mlflow/runs", json={"tracking_uri": fake.uri, "run_id": "r1"}).get_json()
+    body = client.post("/mlflow/runs", json={"tracking_uri": fake_mlflow.uri, "run_id": "r1"}).get_json()
     [loss] = body["runs"][0]["metrics_history"]
     assert [(p["step"], p["value"]) for p in loss["history"]] == [(3, None), (4, 0.5)]
 

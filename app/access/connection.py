@@ -13,4 +13,6 @@ class Connection:
 
     @classmethod
     def of(cls, data: dict) -> "Connection":
-        return cls(**{f.name: data[f.name] for f in fields(cls)})
+        """From the schema's fields; a GET form has no username/password fields (the
+        Authorization header or a profile supplies them): they are None."""
+        return cls(**{f.name: data.get(f.name, f.default) for f in fields(cls)})

@@ -68,6 +68,9 @@ class SingleFlight:
         if not self.refresh:
             flight.ready = self.cached([item for item in items if ident(item) in locks])
             flight.first = len(flight.ready)
+            if self.kind == "run":  # one_asks counts its own kinds, once per call
+                observability.cache_lookups("run", hits=flight.first,
+                                            misses=len(locks) - flight.first)
         missing = [item for item in items if ident(item) not in flight.ready]
         held = {ident(item): self.cache.lock(locks[ident(item)], self.deadline.remaining())
                 for item in missing if ident(item) in locks}

@@ -11,31 +11,46 @@ from app.cache.flight import SingleFlight
 from app.cache.freshness import fingerprint, terminal
 from app.mlflow.histories import fetch_histories
 from app.runs import encoding, export
+from app.runs.etag import etag_of
 from app.runs.columns import MetricColumns
+from app.runs.compressed import CompressedForms
 from app.runs.listing import listing
 from app.runs.query import RunsQuery
 from app.runs.views import run_metric_keys
 
 
-def runs(ctx, query: RunsQuery, *, as_csv: bool = False) -> encoding.RunsAnswer:
+def runs(ctx, query: RunsQuery, *, as_csv: bool = False, coding: str = None) -> encoding.RunsAnswer:
+    """The answer to ``query``; ``coding`` (gzip, zstd) is the content coding the answer
+    will be sent in, if any: finished runs then come with their stored compressed form."""
     found, listed_from_cache = listing(ctx, query.selection)
     selected, view = found["runs"], query.view
     if as_csv or view.selects:
         # without histories (include_metric_history false) a CSV is its header only
-        histories, hits = (MetricColumns(ctx, view).collect(selected)
+        columns = MetricColumns(ctx, view)
+        histories, hits = (columns.collect(selected)
                            if query.include_metric_history else (None, 0))
         ctx.budget.spend(sum(view.shown_size(series) for series in (histories or {}).values()))
         state = _cache_state(ctx, listed_from_cache, hits)
+        etag = etag_of(query, found, columns.generations, as_csv=as_csv)
         if as_csv:
-            return encoding.RunsAnswer(export.csv_chunks(selected, histories, view), None,
-                                       state, encoding.csv_headers(found, view))
+            answer = encoding.RunsAnswer(export.csv_chunks(selected, histories, view), None,
+                                         state, encoding.csv_headers(found, view))
+            answer.etag = etag
+            return answer
         pieces = [encoding.run_json(run, histories, view) for run in selected]
     else:
-        pieces, hits = WholeRuns(ctx).build(selected, query.include_metric_history)
+        whole = WholeRuns(ctx)
+        pieces, hits = whole.build(selected, query.include_metric_history)
         state = _cache_state(ctx, listed_from_cache, hits)
+        etag = etag_of(query, found, whole.generations, as_csv=False)
+        # A stored compressed form is of the run's JSON alone: not with this query's tags.
+        if coding and query.include_metric_history and not query.selection.include_tags:
+            pieces = CompressedForms(ctx, coding).wrap(selected, pieces, whole.generations)
     if query.selection.include_tags:
         pieces = [(encoding.with_tags(piece, run), n) for (piece, n), run in zip(pieces, selected)]
-    return encoding.json_answer(found, pieces, view, state)
+    answer = encoding.json_answer(found, pieces, view, state)
+    answer.etag = etag
+    return answer
 
 
 def _cache_state(ctx, listed_from_cache, hits):
@@ -127,6 +142,7 @@ class WholeRuns:
         header = {"status": run["info"]["status"], "fingerprint": fingerprint(run),
                   "experiment_id": run["info"]["experiment_id"], "histories": piece[1],
                   "points": points, "generation": generation, "format": RUN_FORMAT}
+        self.generations[_id(run)] = generation
         ttl = self.cache.ttl_for(run)
         self.cache.set_entry(self._key(run), header, piece[0], ttl)
         self.cache.local.put(self._key(run), header, piece[0], ttl=ttl)

@@ -62,6 +62,7 @@ class MetricColumns:
         for run in finished:
             generation = self.cache.generation_for(uri, run, self.generations.get(_id(run)),
                                                    renew=self.ctx.refresh)
+            self.generations[_id(run)] = generation
             for key, series in ready[_id(run)].items():
                 self.cache.set_entry(self._key(run, key),
                                      {"fingerprint": fingerprint(run), "generation": generation},

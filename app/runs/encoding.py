@@ -21,10 +21,12 @@ class RunsAnswer:
     length: int     # None when streamed (CSV)
     cache: str      # HIT (MLflow not asked), MISS (nothing from cache) or PARTIAL
     headers: dict = None
+    etag: str = None  # app/runs/etag.py; None when the answer has none
 
     def __iter__(self):
         """The body for the WSGI server, which writes bytes: a cached run (a view of
-        what Redis sent) goes out a megabyte at a time instead of as one more copy."""
+        what Redis sent) goes out a megabyte at a time instead of as one more copy. A
+        run with its compressed form stays a ``Segment`` for app/delivery.py."""
         for chunk in self.chunks:
             if isinstance(chunk, memoryview):
                 for start in range(0, len(chunk), WRITE_SIZE):

@@ -1,4 +1,16 @@
-"""Small request helpers shared by the tests."""
+"""Request helpers shared by the tests (and by the benchmarks where they fit): request
+bodies, posting with a status check, strict JSON, what the schema accepts."""
+import json
+import math
+
+import marshmallow as ma
+
+
+def user_body(server, user="admin", **fields):
+    """Request body for ``user`` (admin, alice, bob) against a basic-auth ``server``."""
+    password = server.admin[1] if user == "admin" else server.users[user]
+    return {"tracking_uri": server.uri, "username": user, "password": password,
+            "http_timeout": 60, **fields}
 
 
 def poll(client, body, status=200, route="/mlflow/runs"):
@@ -6,3 +18,37 @@ def poll(client, body, status=200, route="/mlflow/runs"):
     response = client.post(route, json=body)
     assert response.status_code == status, response.get_data(as_text=True)[:300]
     return response
+
+
+def strict_json(raw: bytes):
+    """Parse as a browser's JSON.parse would: NaN/Infinity are not JSON."""
+    def reject(token):
+        raise ValueError(f"non-JSON token {token}")
+    return json.loads(raw, parse_constant=reject)
+
+
+def post_runs(client, body, status=200):
+    """POST /mlflow/runs, check the status, and parse the answer strictly."""
+    response = client.post("/mlflow/runs", json=body)
+    assert response.status_code == status, response.get_data(as_text=True)[:500]
+    return strict_json(response.data)
+
+
+def expected_history(points):
+    """The ``history`` the service answers for seeded ``Point``s: by step, then timestamp;
+    NaN and infinities as null."""
+    ordered = sorted(points, key=lambda p: (p.step, p.timestamp))
+    return [{"step": p.step, "value": p.value if math.isfinite(p.value) else None,
+             "timestamp": p.timestamp} for p in ordered]
+
+
+def schema_accepts(name, value) -> bool:
+    """Would the request schema accept ``value`` for the connection field ``name``? (For
+    ``tracking_uri``: would the service connect to it.)"""
+    from app.schemas import ConnectionSchema  # the app only when asked: bench imports this
+
+    try:
+        ConnectionSchema().fields[name].deserialize(value)
+        return True
+    except ma.ValidationError:
+        return False

@@ -21,7 +21,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.support.processes import Process, log_tail
+from tests.support.processes import Managed, Process, log_tail
 
 STATE_DIR = Path(os.environ.get("MLFLOW_LOGS_DOCKER_DIR", "/var/lib/mlflow-logs-test-docker"))
 DOCKERD_FLAGS = ["--storage-driver", "vfs", "--iptables=false", "--bridge=none"]
@@ -61,7 +61,7 @@ def why_not() -> str | None:
     return None
 
 
-class DockerEngine:
+class DockerEngine(Managed):
     def __init__(self, state_dir=STATE_DIR, start_timeout=60.0):
         self.dir = Path(state_dir)
         self.socket = self.dir / "docker.sock"
@@ -74,10 +74,7 @@ class DockerEngine:
         self._lock = None
         self._process = None
 
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
+    def close(self):
         self.stop()
 
     def start(self):

@@ -1,8 +1,12 @@
-"""A fake upstream that answers like a tiny MLflow, except where a test scripts otherwise.
+"""Fake upstreams: in-process HTTP servers on loopback that play an MLflow.
 
-It plays a server that is *not* behaving like MLflow: a test sets ``answers[path]`` to the
+``FakeMlflow`` answers like a tiny MLflow, except where a test scripts otherwise. It plays a
+server that is *not* behaving like MLflow: a test sets ``answers[path]`` to the
 (status, body) or (status, body, headers) to send for that path (query string ignored), and
 every other path gets a valid MLflow answer from a small world of one experiment and three runs.
+
+``ScriptedMlflow(script)`` answers every request, whatever its path, with the next
+(status, body) of ``script`` (then 200 ``{}``), and records the paths.
 """
 import http.server
 import json
@@ -42,12 +46,12 @@ def valid_answer(path, query):
     }.get(path)
 
 
-class FakeMlflow(http.server.ThreadingHTTPServer):
+class _LoopbackServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self):
-        self.answers, self.paths = {}, []
-        super().__init__(("127.0.0.1", 0), _Handler)
+    def __init__(self, handler):
+        self.paths = []
+        super().__init__(("127.0.0.1", 0), handler)
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
     @property
@@ -57,6 +61,18 @@ class FakeMlflow(http.server.ThreadingHTTPServer):
     def close(self):
         self.shutdown()
         self.server_close()
+
+
+class FakeMlflow(_LoopbackServer):
+    def __init__(self):
+        self.answers = {}
+        super().__init__(_Handler)
+
+
+class ScriptedMlflow(_LoopbackServer):
+    def __init__(self, script):
+        self.script = list(script)
+        super().__init__(_ScriptedHandler)
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -80,6 +96,22 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     do_GET = do_POST = _answer
+
+    def log_message(self, *args):
+        pass
+
+
+class _ScriptedHandler(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.server.paths.append(self.path)
+        status, body = self.server.script.pop(0) if self.server.script else (200, b"{}")
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST
 
     def log_message(self, *args):
         pass

@@ -16,6 +16,8 @@ itself; ``@PREFIX@`` is the prefix dir).
 ``reload(upstreams=..., values=...)`` renders again and sends SIGHUP to the master, returning
 once new workers replaced the old ones; ``stop()``; ``access_log`` / ``error_log`` paths.
 The access log format (``field``) names the request id, the upstream and its timings.
+
+``reference_template()`` is deploy/nginx.conf, the documented reference, as such a template.
 """
 import os
 import re
@@ -27,8 +29,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.support.mlflow_server import free_port
-from tests.support.processes import Process
+from tests.support.processes import free_port
+from tests.support.processes import Managed, Process
+
+REFERENCE_CONF = Path(__file__).resolve().parents[2] / "deploy" / "nginx.conf"
 
 MAIN_CONF = """worker_processes 1;
 pid {prefix}/nginx.pid;
@@ -51,7 +55,23 @@ http {{
 """
 
 
-class Nginx:
+def reference_template(path=REFERENCE_CONF) -> str:
+    """The reference config with its one ``listen`` line as @LISTEN@ and its upstream's
+    ``server`` lines as @UPSTREAM_SERVERS@: all else runs as written. ValueError when the
+    file no longer has that shape (the tests would then not run what the docs show)."""
+    text = path.read_text()
+    text, listens = re.subn(r"(?m)^(\s*)listen\s+[^;]+;", r"\1listen @LISTEN@;", text)
+    servers = re.findall(r"(?m)^\s*server\s+[^;{]+;\n", text)
+    if listens != 1 or not servers:
+        raise ValueError(f"{path}: expected one listen line and upstream server lines, "
+                         f"found {listens} and {len(servers)}")
+    first = text.index(servers[0])
+    for line in servers:
+        text = text.replace(line, "", 1)
+    return text[:first] + "    @UPSTREAM_SERVERS@\n" + text[first:]
+
+
+class Nginx(Managed):
     def __init__(self, template, *, upstreams=(), values=None, port=None, full=False):
         self.template = Path(template).read_text() if isinstance(template, Path) else template
         self.upstreams, self.values, self.full = list(upstreams), dict(values or {}), full
@@ -66,16 +86,6 @@ class Nginx:
         self.process = Process(["nginx", "-p", self.prefix, "-c", self.conf, "-g", "daemon off;"],
                                self.prefix / "stderr.log", name="nginx")
         self.start_seconds = 0.0
-
-    def __enter__(self):
-        try:
-            return self.start()
-        except BaseException:
-            self.close()   # __exit__ does not run when __enter__ fails
-            raise
-
-    def __exit__(self, *exc):
-        self.close()
 
     def render(self):
         values = {"LISTEN": f"127.0.0.1:{self.port}", "PREFIX": str(self.prefix),

@@ -1,16 +1,79 @@
-"""One server subprocess for the field harness: own process group, log file, no leaks.
+"""One server subprocess for the harness (tests and benchmarks): own process group, log
+file, no leaks.
 
 ``Process(cmd, log_path).start()`` runs ``cmd`` in a new session (so a stop reaches every
-child it forks), appends stdout and stderr to ``log_path``, and registers an atexit stop in
-case the caller never stops it. ``wait_until(check)`` polls a readiness check and fails with
-the log's tail if the process dies or the check never passes.
+child it forks), appends stdout and stderr to ``log_path`` (stdout to ``out_path`` instead
+when given), and registers an atexit stop in case the caller never stops it.
+``wait_until(check)`` polls a readiness check and raises ``HarnessError`` with the log's tail
+if the process dies or the check never passes.
 """
 import atexit
+import contextlib
 import os
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
+
+
+class HarnessError(RuntimeError):
+    """A process of the harness did not start, or died."""
+
+
+def free_port() -> int:
+    """A loopback port free right now (for a server about to bind it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (a gunicorn master's workers)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+            if int(stat.read_text().rpartition(")")[2].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+    return sorted(found)
+
+
+def wait_for(check, timeout, what, processes, errors=(Exception,)) -> float:
+    """Seconds until ``check()`` is true (``errors`` count as not yet); ``HarnessError``
+    with the log tail of each of ``processes`` otherwise."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        try:
+            if check():
+                return time.monotonic() - t0
+        except errors:
+            pass
+        time.sleep(0.05)
+    logs = "\n".join(f"--- {p.name}:\n{log_tail(p.log_path, 1500)}" for p in processes)
+    raise HarnessError(f"not {what} after {timeout} s\n{logs}")
+
+
+class Managed:
+    """``with Server() as server``: ``start()``, and ``close()`` on the way out, also when
+    ``start()`` fails halfway (``__exit__`` does not run when ``__enter__`` fails).
+    A server that already runs once made keeps the default ``start``."""
+
+    def start(self):
+        return self
+
+    def close(self):
+        raise NotImplementedError
+
+    def __enter__(self):
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 def log_tail(path, chars=4000) -> str:
@@ -21,9 +84,10 @@ def log_tail(path, chars=4000) -> str:
 
 
 class Process:
-    def __init__(self, cmd, log_path, *, name=None, cwd=None, env=None):
+    def __init__(self, cmd, log_path, *, name=None, cwd=None, env=None, out_path=None):
         self.cmd = [str(c) for c in cmd]
         self.log_path = Path(log_path)
+        self.out_path = Path(out_path) if out_path else None
         self.name = name or Path(self.cmd[0]).name
         self.cwd, self.env = cwd, env
         self.proc: subprocess.Popen | None = None
@@ -39,9 +103,12 @@ class Process:
     def start(self):
         assert not self.running, f"{self.name} already running"
         atexit.register(self.stop)
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(self.cmd, cwd=self.cwd, env=self.env, stdout=log,
-                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        # Files, not pipes nobody reads (a full pipe would block the server).
+        with open(self.log_path, "ab") as log, \
+                open(self.out_path or os.devnull, "ab") as out:
+            self.proc = subprocess.Popen(self.cmd, cwd=self.cwd, env=self.env,
+                                         stdout=out if self.out_path else log,
+                                         stderr=log, stdin=subprocess.DEVNULL,
                                          start_new_session=True)
         return self
 
@@ -61,7 +128,7 @@ class Process:
 
     def fail(self, why: str):
         self.stop()
-        raise RuntimeError(f"{self.name} ({' '.join(self.cmd[:6])} ...) {why}; "
+        raise HarnessError(f"{self.name} ({' '.join(self.cmd[:6])} ...) {why}; "
                            f"log {self.log_path} tail:\n{log_tail(self.log_path)}")
 
     def signal(self, sig):

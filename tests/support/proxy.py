@@ -10,11 +10,13 @@ import time
 
 import requests
 
+from tests.support.processes import Managed
+
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
               "proxy-authorization", "proxy-authenticate", "content-length", "host"}
 
 
-class MlflowProxy:
+class MlflowProxy(Managed):
     """``with MlflowProxy(server.uri) as proxy:`` then point the service at ``proxy.uri``."""
 
     def __init__(self, upstream: str, *, verify=False):
@@ -31,12 +33,6 @@ class MlflowProxy:
         self.uri = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def close(self):
         self._server.shutdown()

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import redis
 
-from tests.support.processes import Process
+from tests.support.processes import Managed, Process, wait_for
+from tests.support.redis_server import client, redis_process
 
 NODE_TIMEOUT_MS = 1000
 HOST = "127.0.0.1"
@@ -41,7 +42,7 @@ def free_port_with_bus(low=20000, high=55000) -> int:
     raise RuntimeError(f"no free port pair in {low}..{high}")
 
 
-class RedisCluster:
+class RedisCluster(Managed):
     def __init__(self, masters=3, replicas_per_master=1, node_timeout_ms=NODE_TIMEOUT_MS):
         self.dir = Path(tempfile.mkdtemp(prefix="redis-cluster-"))
         self.replicas_per_master = replicas_per_master
@@ -61,32 +62,18 @@ class RedisCluster:
     def env_value(self) -> str:
         return ",".join(self.nodes)
 
-    def __enter__(self):
-        try:
-            return self.start()
-        except BaseException:
-            self.close()   # __exit__ does not run when __enter__ fails
-            raise
-
-    def __exit__(self, *exc):
-        self.close()
-
     def _process(self, node) -> Process:
         port = node.rsplit(":", 1)[1]
-        node_dir = self.dir / port
-        node_dir.mkdir()
-        cmd = ["redis-server", "--port", port, "--bind", HOST, "--cluster-enabled", "yes",
-               "--cluster-config-file", "nodes.conf", "--cluster-node-timeout",
-               str(self.node_timeout_ms), "--save", "", "--appendonly", "no", "--dir", node_dir,
-               # A replica may take over however long it was cut off: a test kills at will.
-               "--cluster-replica-validity-factor", "0",
-               # Replicas sync at once, not after the default 5 s wait for more replicas.
-               "--repl-diskless-sync-delay", "0"]
-        return Process(cmd, node_dir / "redis.log", name=f"redis cluster node {node}")
+        return redis_process(
+            port, self.dir / port, "--cluster-enabled", "yes", "--cluster-config-file",
+            "nodes.conf", "--cluster-node-timeout", str(self.node_timeout_ms),
+            # A replica may take over however long it was cut off: a test kills at will.
+            "--cluster-replica-validity-factor", "0",
+            # Replicas sync at once, not after the default 5 s wait for more replicas.
+            "--repl-diskless-sync-delay", "0", name=f"redis cluster node {node}")
 
     def client(self, node) -> redis.Redis:
-        host, port = node.rsplit(":", 1)
-        return redis.Redis(host, int(port), socket_timeout=2, decode_responses=True)
+        return client(node, decode_responses=True)
 
     def start(self):
         t0 = time.monotonic()
@@ -154,17 +141,8 @@ class RedisCluster:
         return True
 
     def _wait(self, check, timeout, what) -> float:
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < timeout:
-            try:
-                if check():
-                    return time.monotonic() - t0
-            except (redis.RedisError, RuntimeError, StopIteration):
-                pass
-            time.sleep(0.05)
-        logs = "\n".join(f"--- {n}:\n{p.log_path.read_text(errors='replace')[-1500:]}"
-                         for n, p in self.processes.items())
-        raise RuntimeError(f"redis cluster: not {what} after {timeout} s\n{logs}")
+        return wait_for(check, timeout, f"redis cluster {what}", self.processes.values(),
+                        (redis.RedisError, RuntimeError, StopIteration))
 
     # -- faults -------------------------------------------------------------------------
 

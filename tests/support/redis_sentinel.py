@@ -19,8 +19,8 @@ from pathlib import Path
 
 import redis
 
-from tests.support.mlflow_server import free_port
-from tests.support.processes import Process
+from tests.support.processes import Managed, Process, free_port, wait_for
+from tests.support.redis_server import client, redis_process
 
 MASTER_NAME = "mymaster"
 DOWN_AFTER_MS = 1000
@@ -37,11 +37,10 @@ sentinel parallel-syncs {name} 1
 
 
 def _client(address) -> redis.Redis:
-    host, port = address.rsplit(":", 1)
-    return redis.Redis(host, int(port), socket_timeout=2, decode_responses=True)
+    return client(address, decode_responses=True)
 
 
-class RedisSentinelSet:
+class RedisSentinelSet(Managed):
     def __init__(self, name=MASTER_NAME, down_after_ms=DOWN_AFTER_MS,
                  failover_timeout_ms=FAILOVER_TIMEOUT_MS):
         self.name = name
@@ -66,12 +65,7 @@ class RedisSentinelSet:
         self._killed_at = None
 
     def _server(self, port, *args) -> Process:
-        node_dir = self.dir / str(port)
-        node_dir.mkdir()
-        return Process(["redis-server", "--port", port, "--bind", HOST, "--save", "",
-                        "--appendonly", "no", "--dir", node_dir,
-                        "--repl-diskless-sync-delay", "0", *args],
-                       node_dir / "redis.log", name=f"redis {port}")
+        return redis_process(port, self.dir / str(port), "--repl-diskless-sync-delay", "0", *args)
 
     @property
     def sentinels(self) -> str:
@@ -80,16 +74,6 @@ class RedisSentinelSet:
     @property
     def sentinel_addresses(self) -> list[tuple[str, int]]:
         return [(a.rsplit(":", 1)[0], int(a.rsplit(":", 1)[1])) for a in self.sentinel_processes]
-
-    def __enter__(self):
-        try:
-            return self.start()
-        except BaseException:
-            self.close()   # __exit__ does not run when __enter__ fails
-            raise
-
-    def __exit__(self, *exc):
-        self.close()
 
     def start(self):
         t0 = time.monotonic()
@@ -118,17 +102,9 @@ class RedisSentinelSet:
         return _client(replica).info("replication").get("master_link_status") == "up"
 
     def _wait(self, check, timeout, what) -> float:
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < timeout:
-            try:
-                if check():
-                    return time.monotonic() - t0
-            except (redis.RedisError, StopIteration, KeyError):
-                pass
-            time.sleep(0.05)
-        logs = "\n".join(f"--- {p.name}:\n{p.log_path.read_text(errors='replace')[-1500:]}"
-                         for p in [*self.servers.values(), *self.sentinel_processes.values()])
-        raise RuntimeError(f"redis sentinel set: not {what} after {timeout} s\n{logs}")
+        return wait_for(check, timeout, f"redis sentinel set {what}",
+                        [*self.servers.values(), *self.sentinel_processes.values()],
+                        (redis.RedisError, StopIteration, KeyError))
 
     def master_address(self, sentinel=None) -> str:
         """The master as one sentinel (default: the first live one) names it."""

@@ -1,7 +1,8 @@
 """A scripted MLflow and an in-memory cache, for fast unit tests of the service's rules
 (single flight, listings, selection) without servers.
 
-``ScriptedMlflow`` plays ``app.mlflow.api.MlflowApi``: it answers from the experiments
+``ScriptedApi`` plays ``app.mlflow.api.MlflowApi`` in process (``fake_mlflow.py`` plays
+an MLflow *server* instead): it answers from the experiments
 and runs it is given, raises ``Rejected`` as MLflow would, and records every call.
 It understands the one filter the service writes itself (``attributes.run_id IN (...)``),
 so the real selection code runs against it; a caller's own filter is refused unless a
@@ -35,7 +36,7 @@ def run(run_id, experiment_id="1", status="FINISHED", start=0, metrics=(), delet
                                                 "timestamp": 0} for k in metrics]}}
 
 
-class ScriptedMlflow:
+class ScriptedApi:
     def __init__(self, experiments=(), runs=(), target=None):
         self.target = target or MlflowTarget("http://mlflow.test", "alice", "pw")
         self.experiments = {e["experiment_id"]: e for e in experiments}

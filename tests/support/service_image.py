@@ -28,7 +28,7 @@ from pathlib import Path
 import requests
 
 from tests.support.base_image import BASE_TAG
-from tests.support.mlflow_server import free_port
+from tests.support.processes import Managed, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICE_TAG = "mlflow-logs:test"
@@ -60,7 +60,7 @@ def ensure_redis_image(engine, tag=REDIS_TAG, base=BASE_TAG) -> float:
     return time.monotonic() - t0
 
 
-class ComposeStack:
+class ComposeStack(Managed):
     """``docker-compose -p <project> -f compose.yaml``; ``env`` fills its variables."""
 
     def __init__(self, engine, env, project=None, compose_file=ROOT / "compose.yaml"):
@@ -68,10 +68,7 @@ class ComposeStack:
         self.cmd = ["docker-compose", "-p", self.project, "-f", str(compose_file)]
         self.env = {**engine.env, **{k: str(v) for k, v in env.items()}}
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
+    def close(self):
         self.down()
 
     def run(self, *args, timeout=1800) -> str:
@@ -101,7 +98,7 @@ def compose_available() -> bool:
     return shutil.which("docker-compose") is not None
 
 
-class ServiceContainer:
+class ServiceContainer(Managed):
     def __init__(self, engine, image=SERVICE_TAG, *, env=None, port=None, name=None,
                  health_interval="1s", run_args=()):
         self.engine, self.image = engine, image
@@ -113,10 +110,7 @@ class ServiceContainer:
         self.run_args = list(run_args)
         self.started_at = None
 
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
+    def close(self):
         self.remove()
 
     def start(self):

@@ -15,8 +15,10 @@ import socket
 import threading
 import time
 
+from tests.support.processes import Managed
 
-class TcpProxy:
+
+class TcpProxy(Managed):
     def __init__(self, host: str, port: int):
         self.upstream = (host, port)
         self.reply_delay = 0.0
@@ -32,12 +34,6 @@ class TcpProxy:
 
     def url(self, db: int = 0) -> str:
         return f"redis://127.0.0.1:{self.port}/{db}"
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def close(self):
         self._closed.set()

@@ -1,8 +1,9 @@
-"""Session fixtures running real MLflow servers; use with ``from tests.conftest_mlflow import *``.
+"""Session fixtures running real MLflow servers (a pytest plugin: tests/conftest.py lists it
+in ``pytest_plugins``).
 
 All servers are ``tests.support.mlflow_server.MlflowServer`` objects (``.uri``, ``.admin``,
 ``.users``, ``.ids``, ``.log_path``, ``.proc``, ``.cert_path``, ``request()``, ``stop()``,
-``start()``); ``.ids`` is the dict returned by ``seed_store``.
+``start()``); ``.ids`` is the dict returned by ``seed_store`` (tests/support/seed.py).
 """
 
 import shutil
@@ -10,16 +11,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests.support.mlflow_server import DB_NAME, MlflowServer, seed_many_experiments, seed_store
-
-__all__ = [
-    "_mlflow_seeded_db",
-    "mlflow_data_dir",
-    "mlflow_server",
-    "mlflow_tls_server",
-    "mlflow_noauth_server",
-    "mlflow_scratch_server",
-]
+from tests.support.mlflow_server import MlflowServer
+from tests.support.seed import DB_NAME, seed_many_experiments, seed_store
 
 USERS = {"alice": "alice-password-1", "bob": "bob-password-12"}
 BULK_EXPERIMENTS = 1005
@@ -33,7 +26,9 @@ def _mlflow_seeded_db(tmp_path_factory):
     return d / DB_NAME, ids
 
 
-def _data_dir(tmp_path_factory, name, seeded):
+def copy_of_seeded(tmp_path_factory, name, seeded):
+    """A data dir of its own holding a copy of the seeded store (``seeded``: the value of
+    ``_mlflow_seeded_db``): ``.path``, ``.db_uri``, ``.ids``."""
     d = tmp_path_factory.mktemp(name)
     shutil.copy(seeded[0], d / DB_NAME)
     return SimpleNamespace(path=d, db_uri=f"sqlite:///{d / DB_NAME}", ids=seeded[1])
@@ -42,7 +37,7 @@ def _data_dir(tmp_path_factory, name, seeded):
 @pytest.fixture(scope="session")
 def mlflow_data_dir(tmp_path_factory, _mlflow_seeded_db):
     """``.path`` (data dir), ``.db_uri``, ``.ids`` of the store the auth servers share."""
-    return _data_dir(tmp_path_factory, "mlflow-data", _mlflow_seeded_db)
+    return copy_of_seeded(tmp_path_factory, "mlflow-data", _mlflow_seeded_db)
 
 
 def _auth_server(data):
@@ -65,7 +60,7 @@ def mlflow_server(mlflow_data_dir):
 @pytest.fixture(scope="session")
 def mlflow_scratch_server(tmp_path_factory, _mlflow_seeded_db):
     """Like ``mlflow_server`` (own copy of the data), for tests that write to MLflow."""
-    server = _auth_server(_data_dir(tmp_path_factory, "mlflow-scratch", _mlflow_seeded_db))
+    server = _auth_server(copy_of_seeded(tmp_path_factory, "mlflow-scratch", _mlflow_seeded_db))
     yield server
     server.close()
 
@@ -82,7 +77,7 @@ def mlflow_tls_server(mlflow_server, mlflow_data_dir):
 @pytest.fixture(scope="session")
 def mlflow_noauth_server(tmp_path_factory, _mlflow_seeded_db):
     """Plain server on its own copy of the seed data plus experiments bulk-exp-0000..1004."""
-    data = _data_dir(tmp_path_factory, "mlflow-noauth", _mlflow_seeded_db)
+    data = copy_of_seeded(tmp_path_factory, "mlflow-noauth", _mlflow_seeded_db)
     seed_many_experiments(data.db_uri, BULK_EXPERIMENTS)
     with MlflowServer(data.path, ids=data.ids) as server:
         yield server

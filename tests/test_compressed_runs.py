@@ -1,0 +1,69 @@
+"""Finished runs' compressed forms are kept (app/runs/compressed.py): a warm compressed
+poll splices them instead of compressing the run again; real MLflow and Redis."""
+import gzip
+import io
+import zlib
+
+import pytest
+import zstandard
+
+from app.runs import compressed
+
+
+def decoded(answer):
+    coding = answer.headers.get("Content-Encoding")
+    if coding == "gzip":
+        # one member: curl and browsers stop after the first
+        member = zlib.decompressobj(31)
+        body = member.decompress(answer.data)
+        assert member.eof and member.unused_data == b"", "not a single gzip member"
+        assert body == gzip.decompress(answer.data)
+        return body
+    if coding == "zstd":
+        reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(answer.data),
+                                                            read_across_frames=True)
+        return reader.read()
+    return answer.data
+
+
+@pytest.fixture
+def compressions(monkeypatch):
+    """How many runs were compressed to be stored (not streamed) during the test."""
+    made = []
+    original = compressed.stored_form
+
+    def counting(data, coding, level=None):
+        made.append((len(data), coding))
+        return original(data, coding, level)
+    monkeypatch.setattr(compressed, "stored_form", counting)
+    return made
+
+
+@pytest.mark.parametrize("coding", ["gzip", "zstd"])
+def test_a_warm_compressed_poll_splices_the_stored_form(cached_app, body, mlflow_server,
+                                                        compressions, coding):
+    client = cached_app(RUN_LIST_TTL=300).test_client()
+    query = body(run_id=mlflow_server.ids["runs"]["long"])
+    plain = client.post("/mlflow/runs", json=query)
+    assert plain.status_code == 200 and "Content-Encoding" not in plain.headers
+    first = client.post("/mlflow/runs", json=query, headers={"Accept-Encoding": coding})
+    assert first.headers["Content-Encoding"] == coding and decoded(first) == plain.data
+    assert len(compressions) == 1 and compressions[0][1] == coding  # made once, stored
+    assert len(first.data) < len(plain.data) / 4
+    second = client.post("/mlflow/runs", json=query, headers={"Accept-Encoding": coding})
+    assert decoded(second) == plain.data and len(compressions) == 1  # spliced, not remade
+    # another worker (another app) reads the stored form from Redis: still not remade
+    other = cached_app(RUN_LIST_TTL=300).test_client()
+    third = other.post("/mlflow/runs", json=query, headers={"Accept-Encoding": coding})
+    assert decoded(third) == plain.data and len(compressions) == 1
+
+
+def test_a_refresh_retires_the_stored_form(cached_app, body, mlflow_server, compressions):
+    client = cached_app(RUN_LIST_TTL=300).test_client()
+    query = body(run_id=mlflow_server.ids["runs"]["long"])
+    headers = {"Accept-Encoding": "gzip"}
+    before = decoded(client.post("/mlflow/runs", json=query, headers=headers))
+    client.post("/mlflow/runs", json=dict(query, refresh=True), headers=headers)
+    assert len(compressions) == 2  # a new generation: made again
+    after = client.post("/mlflow/runs", json=query, headers=headers)
+    assert decoded(after) == before and len(compressions) == 2
