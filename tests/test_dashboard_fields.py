@@ -5,6 +5,7 @@ agreeing with the histories of the same answer. Real parts: the scratch basic-au
 import csv
 import io
 import json
+import time
 import uuid
 
 import pytest
@@ -178,3 +179,22 @@ def test_a_live_runs_summary_is_its_histories_last_value(cached_app, body, admin
     [run] = runs_of(poll(client, query))  # listing from the cache: its latest is still 0.04
     assert loss(run)["last_value"] == 0.07
     assert run["metrics_summary"]["loss"] == 0.07
+
+
+# --- a shared listing's refresh -------------------------------------------------------------
+
+@pytest.mark.parametrize("scope", ["experiment_id", "experiment_name", "run_id"])
+def test_a_shared_listings_refresh_is_one_mlflow_call(cached_app, body, proxy, admin_client,
+                                                     experiment, scope):
+    """Once RUN_LIST_TTL is over, a scoped query's listing is asked again with one call (the
+    run search, or runs/get), its experiment as MLflow resolved it within AUTH_CACHE_TTL."""
+    run_id = make_run(admin_client, experiment)
+    value = {"experiment_id": experiment, "run_id": run_id,
+             "experiment_name": admin_client.get_experiment(experiment).name}[scope]
+    client = cached_app(RUN_LIST_TTL=1).test_client()
+    query = body("bob", include_metric_history=False, **{scope: value})
+    expected = poll(client, query).get_json()
+    time.sleep(1.2)
+    proxy.reset()
+    assert poll(client, query).get_json() == expected
+    assert len(proxy.paths) == 1 and ("runs/get" if scope == "run_id" else "runs/search") in proxy.paths[0]

@@ -18,7 +18,7 @@ def select(ctx, sel: Selection) -> dict:
         if sel.run_ids and sel.run_id not in sel.run_ids:
             raise errors.NotFound(f"Run '{sel.run_id}' is not among run_ids.")
         run = one_run(ctx, sel, experiment)
-        experiment = experiment or ctx.mlflow.get_experiment(run["info"]["experiment_id"])
+        experiment = experiment or _experiment_of(ctx, sel, run)
         runs = matching(ctx, sel, [run])
     elif sel.run_ids:
         runs, failed = by_ids.several_runs(ctx, sel, experiment)
@@ -64,6 +64,21 @@ def resolve_experiment(ctx, sel: Selection):
         raise errors.NotFound(f"Experiment '{experiment['name']}' is deleted; "
                               "send include_deleted: true to read it anyway.")
     return experiment, bool(remembered) and all(remembered)
+
+
+def _experiment_of(ctx, sel, run):
+    """The experiment of a run MLflow just let this caller read (so its experiment too):
+    for a shared listing's refresh, as MLflow resolved it within AUTH_CACHE_TTL, so the
+    refresh is the one runs/get; else asked of MLflow."""
+    experiment_id = run["info"]["experiment_id"]
+    if sel.shared and not ctx.refresh:
+        known = ctx.cache.get_experiment(ctx.target, "id", experiment_id)
+        if known:
+            return known
+    found = ctx.mlflow.get_experiment(experiment_id)
+    if sel.shared:
+        ctx.cache.set_experiment(ctx.target, found)
+    return found
 
 
 def _lookup(ctx, sel, by, value, fetch, message, remembered, also=()):

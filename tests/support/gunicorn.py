@@ -76,15 +76,16 @@ def service_env(port: int, redis_url: str | None, workers: int, threads: int | N
 @contextlib.contextmanager
 def gunicorn(work: Path, redis_url: str | None = None, *, workers: int = 2,
              threads: int | None = None, env: dict | None = None,
-             access_log: Path | None = None):
+             access_log: Path | None = None, repo: Path = REPO):
     """Our service under gunicorn, stopped (its whole process group) on the way out; yields
     a ``Gunicorn`` once every worker is up. ``access_log``: stdout (the app's JSON access
-    log) to this file alone instead of into ``work/gunicorn.log``."""
+    log) to this file alone instead of into ``work/gunicorn.log``. ``repo``: the checkout
+    whose app is served (another worktree, for a benchmark's before/after run)."""
     port = free_port()
     # The gunicorn next to the running interpreter: the venv's for the benchmarks, the
     # test run's own for the tests (CI and worktrees may differ).
     cmd = [Path(sys.executable).parent / "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
-    process = Process(cmd, Path(work) / "gunicorn.log", name="gunicorn", cwd=REPO,
+    process = Process(cmd, Path(work) / "gunicorn.log", name="gunicorn", cwd=repo,
                       env=service_env(port, redis_url, workers, threads, env), out_path=access_log)
     svc = Gunicorn(f"http://{LOOPBACK}:{port}", process.log_path, process.env, process)
     process.start()
