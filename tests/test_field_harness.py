@@ -23,6 +23,7 @@ from tests.support.nginx import Nginx
 from tests.support.redis_cluster import RedisCluster
 from tests.support.redis_sentinel import RedisSentinelSet
 from tests.support.base_image import BASE_TAG
+from tests.support.calls import user_body
 from tests.support.processes import free_port
 from tests.support.service_image import (REDIS_TAG, SERVICE_TAG, ComposeStack, ServiceContainer,
                                          build_service_image, compose_available,
@@ -91,6 +92,42 @@ def test_service_container_healthy_non_root_and_stops_gracefully(engine, service
         assert code == 0 and seconds < 10, logs[-3000:]
         assert "Handling signal: term" in logs and "Shutting down: Master" in logs
         assert "[ERROR]" not in logs, logs[-3000:]
+
+
+def test_the_container_serves_real_runs_and_finishes_them_on_stop(engine, service_image,
+                                                                  mlflow_server, redis_url,
+                                                                  redis_prefix):
+    """The image against the test MLflow and Redis: a real /mlflow/runs answer, cached on
+    the next poll; ``docker stop`` while a request is in flight lets it finish."""
+    env = {"REDIS_URL": redis_url, "SECRET_KEY": "container-test", "CACHE_KEY_PREFIX": redis_prefix}
+    with ServiceContainer(engine, service_image, env=env) as box:
+        box.wait_http()
+        query = user_body(mlflow_server, run_id=mlflow_server.ids["runs"]["finished"])
+        first = requests.post(f"{box.url}/mlflow/runs", json=query, timeout=120)
+        assert first.status_code == 200, first.text[:500]
+        assert first.json()["runs"][0]["metrics_history"] and first.headers["X-Cache"] == "MISS"
+        second = requests.post(f"{box.url}/mlflow/runs", json=query, timeout=120)
+        assert second.headers["X-Cache"] == "HIT" and second.content == first.content
+        # A slow request (every run of shared-exp fetched afresh from MLflow) in flight
+        # when the container is told to stop.
+        slow = user_body(mlflow_server, experiment_name="shared-exp", refresh=True)
+        answers = []
+
+        def poll():
+            answer = requests.post(f"{box.url}/mlflow/runs", json=slow, timeout=120)
+            answers.append((answer, time.monotonic()))
+
+        thread = threading.Thread(target=poll)
+        thread.start()
+        time.sleep(0.5)
+        stop_began = time.monotonic()
+        code, seconds = box.stop(grace=60)
+        thread.join(timeout=120)
+        [(answer, answered_at)] = answers
+        field("docker stop with a request in flight s", f"{seconds:.1f}")
+        assert answered_at > stop_began, "the request ended before the stop: it proves nothing"
+        assert answer.status_code == 200 and answer.json()["total_runs"] > 1  # whole, not cut
+        assert code == 0
 
 
 def test_compose_stack_serves_with_its_own_redis(engine, service_image):
