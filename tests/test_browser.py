@@ -18,6 +18,7 @@ import redis
 
 from tests.support.browser import BrowserUnavailable, chromium, static_site
 from tests.support.gunicorn import gunicorn
+from tests.support.overrides import scratch_mlflow_server  # noqa: F401  (writes to MLflow)
 
 pytestmark = pytest.mark.server
 

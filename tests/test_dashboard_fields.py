@@ -13,6 +13,7 @@ import redis
 from mlflow.entities import Metric
 
 from tests.support.calls import poll
+from tests.support.overrides import scratch_mlflow_server  # noqa: F401  (writes to MLflow)
 
 DASHBOARD = ("start_time", "end_time", "experiment_id", "user_id")
 START_MS, END_MS = 1_700_000_000_000, 1_700_000_360_000

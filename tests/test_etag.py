@@ -2,6 +2,8 @@
 against the real MLflow and Redis."""
 import pytest
 
+from tests.support.overrides import scratch_mlflow_server  # noqa: F401  (writes to MLflow)
+
 
 @pytest.fixture
 def client(cached_app):
