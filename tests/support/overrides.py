@@ -13,7 +13,7 @@ the whole module, instead of a new app for each test.
 import pytest
 
 
-@pytest.fixture(name="mlflow_server")
+@pytest.fixture(name="mlflow_server", scope="session")  # module fixtures may use it
 def scratch_mlflow_server(mlflow_scratch_server):
     return mlflow_scratch_server
 
