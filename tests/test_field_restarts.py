@@ -18,7 +18,8 @@ import pytest
 import requests
 
 from tests.support.gunicorn import gunicorn
-from tests.support.hosts import behind_nginx, print_field as field
+from tests.support.hosts import PREFIX_PATH, behind_nginx, print_field as field
+from tests.support.nginx import Nginx, reference_template
 from tests.support.seed import seed_big_run
 from tests.support.poller import Poller
 
@@ -164,6 +165,37 @@ def test_slow_clients_served_by_gunicorn_directly_hold_its_threads(direct, big_b
         field(f"gunicorn direct, {count} {name} sockets",
               f"/healthz timed out while they stayed; answered {time.monotonic() - back:.1f} s "
               "after they closed")
+
+
+def stalled_bodies_stall_healthz(nginx) -> bool:
+    """40 bodies stalled midway sent through ``nginx``: does /healthz through it stop
+    answering while they stay (5 s, inside nginx's client_body_timeout of 10 s)?"""
+    socks = [body_stalled(nginx.port, f"{PREFIX_PATH}/mlflow/runs") for _ in range(SLOW_SOCKETS)]
+    try:
+        time.sleep(1)
+        return any(healthz(nginx.url + PREFIX_PATH) is None for _ in range(3))
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def test_request_buffering_is_what_keeps_stalled_bodies_off_gunicorn(direct):
+    """The reference's ``proxy_request_buffering on`` is what the slow-client test above
+    relies on: the same nginx with it off hands each stalled body to a gunicorn thread as
+    it arrives, and 40 of them stall one worker of 8 threads."""
+    address = direct.base.removeprefix("http://")
+    reference = reference_template()
+    unbuffered = reference.replace("proxy_request_buffering on;", "proxy_request_buffering off;")
+    assert unbuffered != reference
+    outcome = {}
+    for name, template in (("reference", reference), ("request buffering off", unbuffered)):
+        with Nginx(template, upstreams=[address]) as nginx:
+            outcome[name] = stalled_bodies_stall_healthz(nginx)
+        while healthz(direct.base, timeout=1) is None:   # gunicorn's threads let go
+            time.sleep(0.5)
+    assert outcome == {"reference": False, "request buffering off": True}, outcome
+    field("stalled bodies through nginx, one gunicorn of 8 threads",
+          "/healthz answered with the reference config; stalled with proxy_request_buffering off")
 
 
 def poll_during(site, mlflow_server, action):
