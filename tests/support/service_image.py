@@ -12,8 +12,8 @@ Docker's HEALTHCHECK is run every second (``--health-interval``) instead of the 
 so ``wait_healthy()`` does not wait half a minute. The container is removed at exit (also at
 interpreter exit, if a test forgets).
 
-``ensure_redis_image(engine)`` builds a stand-in for ``redis:7`` (Debian's redis-server on
-the base image) and ``ComposeStack(engine, env)`` runs the repo's compose.yaml with
+``ensure_redis_image(engine)`` and ``ensure_nginx_image(engine)`` build stand-ins for
+``redis:7`` and ``nginx:1.27`` (Debian's packages on the base image), and ``ComposeStack(engine, env)`` runs the repo's compose.yaml with
 Debian's ``docker-compose`` (v1) under a project name of its own: ``up()`` builds and
 starts, ``down()`` removes containers (not the images).
 """
@@ -40,6 +40,23 @@ RUN apt-get update && apt-get install -y --no-install-recommends redis-server \\
 USER redis
 CMD ["redis-server", "--bind", "127.0.0.1", "--save", ""]
 """
+# A stand-in for the official nginx image as compose.yaml uses it: Debian's nginx with the
+# official image's layout (a main nginx.conf including /etc/nginx/conf.d/*.conf, gzip off,
+# logs to the container's stdout/stderr, no default site of Debian's).
+NGINX_TAG = "mlflow-logs-nginx:bookworm"
+NGINX_DOCKERFILE = r"""ARG BASE_IMAGE
+FROM ${BASE_IMAGE}
+RUN apt-get update && apt-get install -y --no-install-recommends nginx \
+ && rm -rf /var/lib/apt/lists/* /etc/nginx/sites-enabled /etc/nginx/conf.d/* \
+ && ln -sf /dev/stdout /var/log/nginx/access.log && ln -sf /dev/stderr /var/log/nginx/error.log \
+ && printf '%s\n' 'worker_processes auto;' 'error_log /var/log/nginx/error.log notice;' \
+    'events { worker_connections 1024; }' \
+    'http { include /etc/nginx/mime.types; default_type application/octet-stream;' \
+    '  access_log /var/log/nginx/access.log; sendfile on; keepalive_timeout 65;' \
+    '  include /etc/nginx/conf.d/*.conf; }' > /etc/nginx/nginx.conf
+STOPSIGNAL SIGQUIT
+CMD ["nginx", "-g", "daemon off;"]
+"""
 LABEL = "mlflow-logs-test=1"   # every container the harness runs carries it
 
 
@@ -52,11 +69,20 @@ def build_service_image(engine, tag=SERVICE_TAG, base=BASE_TAG, context=ROOT) ->
 
 def ensure_redis_image(engine, tag=REDIS_TAG, base=BASE_TAG) -> float:
     """Seconds spent building ``tag`` (0 if it exists): apt-get through --network host."""
+    return _ensure_image(engine, tag, base, REDIS_DOCKERFILE)
+
+
+def ensure_nginx_image(engine, tag=NGINX_TAG, base=BASE_TAG) -> float:
+    """Seconds spent building the nginx stand-in ``tag`` (0 if it exists)."""
+    return _ensure_image(engine, tag, base, NGINX_DOCKERFILE)
+
+
+def _ensure_image(engine, tag, base, dockerfile) -> float:
     if engine.image_exists(tag):
         return 0.0
     t0 = time.monotonic()
     engine.docker("build", "--network", "host", "--build-arg", f"BASE_IMAGE={base}", "-t", tag,
-                  "-", input=REDIS_DOCKERFILE, timeout=900)
+                  "-", input=dockerfile, timeout=900)
     return time.monotonic() - t0
 
 
