@@ -115,6 +115,22 @@ def test_a_refresh_retires_every_copy(cached_app, body, admin_client, finished_r
     assert points(poll(worker_b, dict(columns, refresh=True))) == [11]
 
 
+def test_a_refresh_through_a_view_of_columns_retires_the_whole_runs_too(cached_app, body,
+                                                                        admin_client, finished_run):
+    """A refresh asked through a view served from metric columns renews the run's
+    generation, so the other worker's whole-run copy and the stored whole run are retired
+    too: after it, no view of the run answers the old history."""
+    worker_a, worker_b = cached_app().test_client(), cached_app().test_client()
+    whole, columns = body(run_id=finished_run), body(run_id=finished_run, metric_keys=["loss"])
+    for client in (worker_a, worker_b):
+        assert points(poll(client, whole)) == [10] and points(poll(client, columns)) == [10]
+    admin_client.log_metric(finished_run, "loss", 4.5, step=4)
+    assert points(poll(worker_a, dict(columns, refresh=True))) == [11]
+    for client in (worker_b, worker_a):
+        assert points(poll(client, whole)) == [11]
+        assert points(poll(client, columns)) == [11]
+
+
 def test_late_points_of_a_recent_run_show_within_recent_run_cache_ttl(cached_app, body, admin_client,
                                                                       finished_run, redis_url,
                                                                       redis_prefix, mlflow_server):
