@@ -65,6 +65,19 @@ def test_no_key_is_ever_written_without_a_ttl(cached_app, body, mlflow_server, r
     assert keys_without_ttl(redis_url, redis_prefix) == []
 
 
+def test_with_run_list_ttl_0_no_listing_is_stored(cached_app, body, mlflow_server, redis_url,
+                                                  redis_prefix):
+    """RUN_LIST_TTL=0 lists on every poll: no listing is written (not one without expiry,
+    which Redis would keep for ever), and runs are still cached."""
+    client = cached_app(RUN_LIST_TTL=0).test_client()
+    for _ in range(2):
+        poll(client, body(experiment_name="shared-exp"))
+    kinds = {key.decode()[len(redis_prefix):].split(":")[0]
+             for key in redis.Redis.from_url(redis_url).keys(redis_prefix + "*")}
+    assert "run" in kinds and "list" not in kinds, kinds
+    assert keys_without_ttl(redis_url, redis_prefix) == []
+
+
 GARBAGE = [b"\xff\xfe\n\xff\n\x00", b"b\xff\n\xfe\n" + os.urandom(64), b"b" + b"0" * 64 + b"\n\xff\xff\n",
            b"j[1,2", b"b" + os.urandom(4000), b"j" + b"[" * 5000]
 

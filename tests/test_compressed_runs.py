@@ -89,6 +89,14 @@ def test_the_workers_own_copy_of_a_form_serves_when_redis_lost_it(cached_app, bo
     redis.Redis.from_url(redis_url).delete(key)
     again = client.post("/mlflow/runs", json=query, headers=headers)
     assert decoded(again) == first and len(compressions) == 1 and len(splices) == 2
+    # a worker that found the form in Redis keeps its own copy of it too
+    client.post("/mlflow/runs", json=dict(query, refresh=True), headers=headers)  # a new form
+    other = cached_app(RUN_LIST_TTL=300).test_client()
+    assert decoded(other.post("/mlflow/runs", json=query, headers=headers)) == first
+    redis.Redis.from_url(redis_url).delete(*stored_forms(redis_url, redis_prefix, "gzip"))
+    spliced = len(splices)
+    assert decoded(other.post("/mlflow/runs", json=query, headers=headers)) == first
+    assert len(compressions) == 2 and len(splices) == spliced + 1
 
 
 def test_only_large_finished_runs_get_a_form_and_the_others_are_streamed(
