@@ -85,3 +85,22 @@ def test_only_experiment_or_run_scoped_listings_are_shared():
         assert cache.list_key(MlflowTarget("http://mlflow.test", "alice", "a", False), sel) not in keys(sel)
     for sel in (Selection(), Selection(run_ids=("r",)), Selection(experiment_id="1", run_ids=("r",))):
         assert len(keys(sel)) == 2
+
+
+def test_an_experiment_named_like_another_ones_id_is_never_taken_for_it():
+    """The experiment resolution cache keeps names and ids apart: experiment "7" by id
+    and the experiment *named* "7" are two experiments."""
+    experiments = [{"experiment_id": "7", "name": "seven", "lifecycle_stage": "active"},
+                   {"experiment_id": "8", "name": "7", "lifecycle_stage": "active"}]
+    mlflow = ScriptedApi(experiments, [run("a", experiment_id="7"), run("b", experiment_id="8")])
+    cache = memory_cache()
+    by_id, _ = listing(context(mlflow, cache), Selection(experiment_id="7"))
+    by_name, _ = listing(context(mlflow, cache), Selection(experiment_name="7"))
+    assert [r["info"]["run_id"] for r in by_id["runs"]] == ["a"]
+    assert [r["info"]["run_id"] for r in by_name["runs"]] == ["b"]
+
+
+def test_grants_are_never_held_with_auth_cache_ttl_0():
+    cache, target = memory_cache(auth_ttl=0), MlflowTarget("http://mlflow.test", "alice", "pw")
+    cache.record_grant(target, "1")
+    assert cache.has_grant(target, "1") is False
