@@ -104,3 +104,27 @@ def test_grants_are_never_held_with_auth_cache_ttl_0():
     cache, target = memory_cache(auth_ttl=0), MlflowTarget("http://mlflow.test", "alice", "pw")
     cache.record_grant(target, "1")
     assert cache.has_grant(target, "1") is False
+
+
+def test_an_expired_shared_listing_is_refilled_from_the_resolved_name_without_asking_for_it():
+    """With the listing gone (RUN_LIST_TTL=0 here) and a grant held, the experiment's
+    name as MLflow resolved it within AUTH_CACHE_TTL saves the by-name call: the refill is
+    the run search alone."""
+    mlflow = ScriptedApi(EXPERIMENTS, RUNS)
+    cache = memory_cache(list_ttl=0)
+    listing(context(mlflow, cache), Selection(experiment_name="exp"))
+    mlflow.calls.clear()
+    again, _ = listing(context(mlflow, cache), Selection(experiment_name="exp"))
+    assert [r["info"]["run_id"] for r in again["runs"]] == ["a", "b"]
+    assert [call[0] for call in mlflow.calls] == ["search_runs"]
+
+
+def test_the_listing_a_refresh_made_is_the_one_later_polls_get():
+    mlflow = ScriptedApi(EXPERIMENTS, RUNS)
+    cache = memory_cache()
+    listing(context(mlflow, cache), Selection(experiment_id="1"))
+    mlflow.runs["c"] = run("c", start=3)
+    refreshed, _ = listing(context(mlflow, cache, refresh=True), Selection(experiment_id="1"))
+    later, cached = listing(context(mlflow, cache), Selection(experiment_id="1"))
+    assert [r["info"]["run_id"] for r in refreshed["runs"]] == ["c", "a", "b"]
+    assert cached and later == refreshed
