@@ -149,6 +149,24 @@ def test_a_workers_own_copy_follows_the_fingerprint_while_redis_is_down(body, ad
         assert loss_steps(poll(client, query), "whole") == list(range(11))
 
 
+def test_a_workers_own_copy_serves_an_unchanged_run_while_redis_is_down(body, proxy,
+                                                                        finished_run):
+    """The other half of the rule: while Redis cannot say which generation is current,
+    the worker's own copy of an unchanged run is served as it is, without its histories
+    from MLflow (only the listing is asked for again)."""
+    from app import create_app
+    with RedisServer() as server:
+        client = create_app({"TESTING": True, "REDIS_URL": server.url, "SECRET_KEY": "k",
+                             "RUN_LIST_TTL": 1, "CACHE_RETRY_AFTER": 300}).test_client()
+        query = body(run_id=finished_run)
+        expected = poll(client, query).data
+        server.stop()
+        time.sleep(1.2)
+        proxy.reset()
+        assert poll(client, query).data == expected
+        assert proxy.count("get-history") == 0 and proxy.count() > 0
+
+
 # --- grants --------------------------------------------------------------------------------
 
 def test_a_revoked_permission_is_refused_while_the_listing_is_still_cached(cached_app, body, proxy,
