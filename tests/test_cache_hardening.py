@@ -78,6 +78,20 @@ def test_with_run_list_ttl_0_no_listing_is_stored(cached_app, body, mlflow_serve
     assert keys_without_ttl(redis_url, redis_prefix) == []
 
 
+def test_fetching_a_views_columns_leaves_the_whole_run_cached(cached_app, body, proxy,
+                                                              mlflow_server):
+    """A view's first poll fetches the run's metric columns under the run's current
+    generation; it must not retire the whole run another poll cached (no new generation
+    without a refresh or a changed run)."""
+    client = cached_app(LOCAL_COPIES_MB=0).test_client()
+    whole = body(run_id=mlflow_server.ids["runs"]["finished"])
+    poll(client, whole)
+    columns = poll(client, dict(whole, metric_keys=["train_loss"]))
+    assert columns.headers["X-Cache"] == "PARTIAL"   # the listing cached, the columns fetched
+    proxy.reset()
+    assert poll(client, whole).headers["X-Cache"] == "HIT" and proxy.count("get-history") == 0
+
+
 GARBAGE = [b"\xff\xfe\n\xff\n\x00", b"b\xff\n\xfe\n" + os.urandom(64), b"b" + b"0" * 64 + b"\n\xff\xff\n",
            b"j[1,2", b"b" + os.urandom(4000), b"j" + b"[" * 5000]
 
