@@ -92,6 +92,19 @@ def test_fetching_a_views_columns_leaves_the_whole_run_cached(cached_app, body, 
     assert poll(client, whole).headers["X-Cache"] == "HIT" and proxy.count("get-history") == 0
 
 
+def test_fetching_the_whole_run_leaves_a_views_columns_cached(cached_app, body, proxy,
+                                                              mlflow_server):
+    """The other way round: the whole run fetched after a view cached its columns is
+    stored under the same generation, so the view's columns stay current."""
+    client = cached_app(LOCAL_COPIES_MB=0).test_client()
+    whole = body(run_id=mlflow_server.ids["runs"]["finished"])
+    view = dict(whole, metric_keys=["train_loss"])
+    poll(client, view)
+    assert poll(client, whole).headers["X-Cache"] == "PARTIAL"   # the whole run fetched
+    proxy.reset()
+    assert poll(client, view).headers["X-Cache"] == "HIT" and proxy.count("get-history") == 0
+
+
 GARBAGE = [b"\xff\xfe\n\xff\n\x00", b"b\xff\n\xfe\n" + os.urandom(64), b"b" + b"0" * 64 + b"\n\xff\xff\n",
            b"j[1,2", b"b" + os.urandom(4000), b"j" + b"[" * 5000]
 
