@@ -128,3 +128,19 @@ def test_the_listing_a_refresh_made_is_the_one_later_polls_get():
     later, cached = listing(context(mlflow, cache), Selection(experiment_id="1"))
     assert [r["info"]["run_id"] for r in refreshed["runs"]] == ["c", "a", "b"]
     assert cached and later == refreshed
+
+
+def test_the_experiment_resolution_cache_is_per_mlflow_server():
+    """Two MLflow servers each with an experiment named "exp" (ids 1 and 2); on the second
+    the caller also holds a grant for its experiment 1 (another experiment there). The
+    name resolved on the first server is never used on the second."""
+    first = ScriptedApi(EXPERIMENTS, RUNS)
+    second = ScriptedApi([{"experiment_id": "1", "name": "other", "lifecycle_stage": "active"},
+                          {"experiment_id": "2", "name": "exp", "lifecycle_stage": "active"}],
+                         [run("x", experiment_id="1"), run("y", experiment_id="2")],
+                         target=MlflowTarget("http://other-mlflow.test", "alice", "pw"))
+    cache = memory_cache()
+    listing(context(second, cache), Selection(experiment_id="1"))   # a grant for 1 there
+    listing(context(first, cache), Selection(experiment_name="exp"))
+    found, _ = listing(context(second, cache), Selection(experiment_name="exp"))
+    assert [r["info"]["run_id"] for r in found["runs"]] == ["y"]
