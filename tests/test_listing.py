@@ -144,3 +144,17 @@ def test_the_experiment_resolution_cache_is_per_mlflow_server():
     listing(context(first, cache), Selection(experiment_name="exp"))
     found, _ = listing(context(second, cache), Selection(experiment_name="exp"))
     assert [r["info"]["run_id"] for r in found["runs"]] == ["y"]
+
+
+def test_a_grant_asked_again_for_a_cached_listing_is_kept_for_the_next_polls():
+    """AUTH_CACHE_TTL shorter than RUN_LIST_TTL: once the grant expires, the next poll of
+    the cached listing asks MLflow for it once, and the polls after that hold it again."""
+    import time
+    mlflow = ScriptedApi(EXPERIMENTS, RUNS)
+    cache = memory_cache(auth_ttl=1, list_ttl=60)
+    listing(context(mlflow, cache), Selection(experiment_id="1"))
+    time.sleep(1.1)
+    mlflow.calls.clear()
+    for _ in range(3):
+        assert listing(context(mlflow, cache), Selection(experiment_id="1"))[1]   # cached
+    assert mlflow.calls == [("get_experiment", "1")]
