@@ -52,7 +52,9 @@ class _LoopbackServer(http.server.ThreadingHTTPServer):
     def __init__(self, handler):
         self.paths = []
         super().__init__(("127.0.0.1", 0), handler)
-        threading.Thread(target=self.serve_forever, daemon=True).start()
+        # A short poll interval: shutdown() waits for it (0.5 s by default, per test).
+        threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.02},
+                         daemon=True).start()
 
     @property
     def uri(self):
