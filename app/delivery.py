@@ -39,16 +39,23 @@ def deliver(response):
         _vary(response, *VARY)
     if response.mimetype not in COMPRESSIBLE:
         return response
-    coding = None
     if current_app.config["COMPRESSION"]:
         _vary(response, "Accept-Encoding")
-        coding = compression.negotiate(request.headers.get("Accept-Encoding"))
+    coding = negotiated_coding()
     if coding and _may_compress(response):
         _compress(response, coding)
     if response.is_streamed and not isinstance(response.response, _Closing):
         # Not compressed: pre-compressed segments (app/compression.py) go out raw.
         response.response = _Closing(compression.plain(response.response), response.response)
     return response
+
+
+def negotiated_coding():
+    """The content coding this request's answer goes out in if it is compressed (None:
+    plain). The runs route asks too, to fetch finished runs' stored forms in it."""
+    if not current_app.config["COMPRESSION"]:
+        return None
+    return compression.negotiate(request.headers.get("Accept-Encoding"))
 
 
 def _vary(response, *names):

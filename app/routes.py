@@ -6,7 +6,7 @@ from flask import current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from app import compression, errors, overview, queryforms, responses, schemas
+from app import delivery, errors, overview, queryforms, responses, schemas
 from app.context import open_context
 from app.runs import assembly, etag
 
@@ -141,15 +141,8 @@ def runs(asked):
     query = asked.query
     as_csv = wants_csv(query.format)
     context = open_context(asked.connection, refresh=query.refresh)
-    answer = assembly.runs(context, query, as_csv=as_csv, coding=None if as_csv else coding())
-    return respond(answer, as_csv)
-
-
-def coding():
-    """The content coding the answer will go out in (app/delivery.py decides the same)."""
-    if not current_app.config["COMPRESSION"]:
-        return None
-    return compression.negotiate(request.headers.get("Accept-Encoding"))
+    coding = None if as_csv else delivery.negotiated_coding()
+    return respond(assembly.runs(context, query, as_csv=as_csv, coding=coding), as_csv)
 
 
 def respond(answer, as_csv):
