@@ -33,10 +33,8 @@ def runs(ctx, query: RunsQuery, *, as_csv: bool = False, coding: str = None) -> 
         state = _cache_state(ctx, listed_from_cache, hits)
         etag = etag_of(query, found, columns.generations, as_csv=as_csv)
         if as_csv:
-            answer = encoding.RunsAnswer(export.csv_chunks(selected, histories, view), None,
-                                         state, encoding.csv_headers(found, view))
-            answer.etag = etag
-            return answer
+            return encoding.RunsAnswer(export.csv_chunks(selected, histories, view), None,
+                                       state, encoding.csv_headers(found, view), etag)
         pieces = [encoding.run_json(run, histories, view) for run in selected]
     else:
         whole = WholeRuns(ctx)
@@ -48,9 +46,7 @@ def runs(ctx, query: RunsQuery, *, as_csv: bool = False, coding: str = None) -> 
             pieces = CompressedForms(ctx, coding).wrap(selected, pieces, whole.generations)
     if query.selection.include_tags:
         pieces = [(encoding.with_tags(piece, run), n) for (piece, n), run in zip(pieces, selected)]
-    answer = encoding.json_answer(found, pieces, view, state)
-    answer.etag = etag
-    return answer
+    return encoding.json_answer(found, pieces, view, state, etag)
 
 
 def _cache_state(ctx, listed_from_cache, hits):

@@ -35,7 +35,7 @@ class RunsAnswer:
                 yield chunk
 
 
-def json_answer(listing, pieces, view, cache_state) -> RunsAnswer:
+def json_answer(listing, pieces, view, cache_state, etag=None) -> RunsAnswer:
     """The contract's envelope around the runs' pre-encoded JSON pieces."""
     experiment = listing["experiment"]
     head = {"success": True, "experiment_name": experiment and experiment["name"],
@@ -52,7 +52,7 @@ def json_answer(listing, pieces, view, cache_state) -> RunsAnswer:
             chunks.append(b",")
         chunks += piece if isinstance(piece, list) else [piece]  # a list: with_tags' chunks
     chunks.append(b"]," + orjson.dumps(tail)[1:])
-    return RunsAnswer(chunks, sum(len(c) for c in chunks), cache_state)
+    return RunsAnswer(chunks, sum(len(c) for c in chunks), cache_state, etag=etag)
 
 
 def csv_headers(listing, view):
