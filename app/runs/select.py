@@ -71,30 +71,35 @@ def _experiment_of(ctx, sel, run):
     for a shared listing's refresh, as MLflow resolved it within AUTH_CACHE_TTL, so the
     refresh is the one runs/get; else asked of MLflow."""
     experiment_id = run["info"]["experiment_id"]
-    if sel.shared and not ctx.refresh:
-        known = ctx.cache.get_experiment(ctx.target, "id", experiment_id)
-        if known:
-            return known
-    found = ctx.mlflow.get_experiment(experiment_id)
-    if sel.shared:
-        ctx.cache.set_experiment(ctx.target, found)
-    return found
+    return (_resolved(ctx, sel, "id", experiment_id)
+            or _keep(ctx, sel, ctx.mlflow.get_experiment(experiment_id)))
 
 
 def _lookup(ctx, sel, by, value, fetch, message, remembered, also=()):
     """The experiment by name or id. For a shared listing's refresh, as MLflow resolved
     it within AUTH_CACHE_TTL, if this caller holds a grant for it (then the refresh is
     one run search); else asked of MLflow, with these credentials."""
-    cache = ctx.cache
-    if sel.shared and not ctx.refresh:
-        known = cache.get_experiment(ctx.target, by, value)
-        if known and cache.has_grant(ctx.target, known["experiment_id"]):
-            remembered.append(True)
-            return known
+    known = _resolved(ctx, sel, by, value)
+    if known and ctx.cache.has_grant(ctx.target, known["experiment_id"]):
+        remembered.append(True)
+        return known
     found = not_found_as(fetch, value, message, also=also)
     remembered.append(False)
+    return _keep(ctx, sel, found)
+
+
+def _resolved(ctx, sel, by, value):
+    """The experiment as MLflow resolved it by ``by`` within AUTH_CACHE_TTL: only for a
+    shared listing (its resolution is per server, not per caller), and not on a refresh."""
+    if sel.shared and not ctx.refresh:
+        return ctx.cache.get_experiment(ctx.target, by, value)
+    return None
+
+
+def _keep(ctx, sel, found):
+    """``found`` (MLflow's answer), kept for the shared listings' later refreshes."""
     if sel.shared:
-        cache.set_experiment(ctx.target, found)
+        ctx.cache.set_experiment(ctx.target, found)
     return found
 
 
