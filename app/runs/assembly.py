@@ -14,6 +14,8 @@ from app.runs import encoding, export
 from app.runs.etag import etag_of
 from app.runs.columns import MetricColumns
 from app.runs.compressed import CompressedForms
+from app.runs.cursor import answer_cursor
+from app.runs.live import LiveHistories
 from app.runs.listing import listing
 from app.runs.query import RunsQuery
 from app.runs.views import run_metric_keys
@@ -35,7 +37,9 @@ def runs(ctx, query: RunsQuery, *, as_csv: bool = False, coding: str = None) -> 
         if as_csv:
             return encoding.RunsAnswer(export.csv_chunks(selected, histories, view), None,
                                        state, encoding.csv_headers(found, view), etag)
-        pieces = [encoding.run_json(run, histories, view) for run in selected]
+        pieces = [encoding.run_json(run, histories, view, columns.totals.get(_id(run)))
+                  for run in selected]
+        live = columns.live
     else:
         whole = WholeRuns(ctx)
         pieces, hits = whole.build(selected, query.include_metric_history)
@@ -44,9 +48,11 @@ def runs(ctx, query: RunsQuery, *, as_csv: bool = False, coding: str = None) -> 
         # A stored compressed form is of the run's JSON alone: not with this query's tags.
         if coding and query.include_metric_history and not query.selection.include_tags:
             pieces = CompressedForms(ctx, coding).wrap(selected, pieces, whole.generations)
+        live = whole.live
     if query.selection.include_tags:
         pieces = [(encoding.with_tags(piece, run), n) for (piece, n), run in zip(pieces, selected)]
-    return encoding.json_answer(found, pieces, view, state, etag)
+    next_cursor = answer_cursor(view, selected, live) if query.include_metric_history else None
+    return encoding.json_answer(found, pieces, view, state, etag, next_cursor)
 
 
 def _cache_state(ctx, listed_from_cache, hits):
@@ -69,15 +75,23 @@ class WholeRuns:
     def __init__(self, ctx):
         self.ctx, self.cache = ctx, ctx.cache
         self.generations = {}  # {run_id: current token, None, or UNKNOWN} of the runs looked up
+        self.live = None       # app/runs/live.LiveRead of the live runs, from their tails
 
     def build(self, runs, include_history):
         """[(run JSON bytes, number of histories)] in ``runs`` order, and the cache hits."""
         if not include_history:
             return [encoding.run_json(run) for run in runs], 0
+        live = [run for run in runs if not terminal(run)]
+        self.live = LiveHistories(self.ctx).read(live, run_metric_keys)
+        ready = {}
+        if self.live is not None:
+            self.ctx.budget.spend(sum(points.size for points in self.live.series.values()))
+            ready = {_id(run): encoding.run_json(run, self.live.series) for run in live}
         flight = SingleFlight(self.cache, self.ctx.deadline, refresh=self.ctx.refresh,
                               ident=_id, lock_key=self._lock_key, cached=self._cached,
-                              fetch=self._fetch).get(runs)
-        return [flight.ready[_id(run)] for run in runs], flight.hits
+                              fetch=self._fetch).get([run for run in runs if _id(run) not in ready])
+        ready.update(flight.ready)
+        return [ready[_id(run)] for run in runs], flight.hits
 
     def _key(self, run):
         return self.cache.run_key(self.ctx.target.uri, _id(run))
