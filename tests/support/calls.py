@@ -52,3 +52,15 @@ def schema_accepts(name, value) -> bool:
         return True
     except ma.ValidationError:
         return False
+
+
+def keep_cross_field_rules(fields):
+    """Make a generated request keep the rules between fields that JSON Schema cannot state
+    (the spec says them in words; their 422s are tested on their own): max_step above
+    since_step."""
+    if not isinstance(fields, dict):
+        return
+    since, most = fields.get("since_step"), fields.get("max_step")
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in (since, most)) \
+            and most <= since < 2**63 - 1:
+        fields["max_step"] = since + 1
