@@ -68,6 +68,13 @@ def test_polls_within_live_refresh_ask_nothing_and_a_refresh_asks_only_what_chan
         "metrics/get-history-bulk-interval", "runs/search"]
     assert chart.points(run_id, "loss") == mlflow_points(admin_client, run_id, "loss")
     assert chart.points(run_id, "val") == mlflow_points(admin_client, run_id, "val")
+    metrics = client.get("/metrics").get_data(as_text=True)
+    for counted in ('mlflow_logs_live_tail_total{result="hit"}',
+                    'mlflow_logs_live_tail_total{result="refreshed"}',
+                    'mlflow_logs_live_reads_total{kind="range"}',
+                    'mlflow_logs_live_reads_total{kind="skipped"}',
+                    "mlflow_logs_live_points_total"):
+        assert counted in metrics
 
 
 def test_a_new_viewer_is_served_from_the_tail(cached_app, body, proxy, live):
