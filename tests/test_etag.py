@@ -71,3 +71,84 @@ def test_a_conditional_get_of_unchanged_finished_runs_is_a_304_without_mlflow(
                                               "run_status": ["FINISHED"], "http_timeout": 60},
                        headers={"If-None-Match": tag})
     assert post.status_code == 200
+
+
+# --- what the tag is made of: the query whole (issue 19, item 2) --------------------
+
+# A value other than the default for every field of the typed query. A field added to
+# Selection, View or RunsQuery without a line here fails the test below: give it one (and
+# the tag then covers it), or add it to RunsQuery.NOT_IN_ANSWER if it cannot change the
+# answer's bytes.
+VARIANTS = {
+    "Selection": {"experiment_name": "other", "experiment_id": "7", "run_id": "r1",
+                  "run_ids": ("r1", "r2"), "limit": 11, "include_deleted": True,
+                  "filter_string": "metrics.loss < 1", "order_by": ("start_time ASC",),
+                  "run_status": ("FINISHED",), "include_tags": True},
+    "View": {"metric_keys": ("loss",), "max_points": 5, "since_step": 10,
+             "since_timestamp": 1, "max_step": 100},
+    "RunsQuery": {"include_metric_history": False, "format": "csv"},
+}
+FINISHED_LISTING = {"experiment": {"experiment_id": "1", "name": "e"}, "runs": [
+    {"info": {"run_id": "r1", "status": "FINISHED", "experiment_id": "1", "end_time": 5},
+     "data": {"params": [], "metrics": [{"key": "loss", "value": 1.0, "step": 3}]}}]}
+
+
+def tag_of(query, as_csv=False):
+    from app.runs.etag import etag_of
+    return etag_of(query, FINISHED_LISTING, {"r1": "generation-1"}, as_csv=as_csv)
+
+
+def test_every_field_of_the_query_changes_the_tag_but_refresh():
+    from dataclasses import fields, replace
+
+    from app.runs.query import RunsQuery, Selection
+    from app.runs.views import View
+
+    base = RunsQuery(Selection(experiment_id="1"))
+    tag = tag_of(base)
+    assert tag and tag_of(base) == tag
+    variants = {
+        "Selection": lambda name, value: replace(base, selection=replace(base.selection,
+                                                                         **{name: value})),
+        "View": lambda name, value: replace(base, view=replace(base.view, **{name: value})),
+        "RunsQuery": lambda name, value: replace(base, **{name: value}),
+    }
+    for cls in (Selection, View, RunsQuery):
+        for field in fields(cls):
+            if field.name in ("selection", "view"):  # their own fields, one by one above
+                continue
+            if cls is RunsQuery and field.name in RunsQuery.NOT_IN_ANSWER:
+                assert tag_of(replace(base, **{field.name: True})) == tag, field.name
+                continue
+            assert field.name in VARIANTS[cls.__name__], \
+                f"{cls.__name__}.{field.name} has no variant: does it change the answer?"
+            changed = variants[cls.__name__](field.name, VARIANTS[cls.__name__][field.name])
+            assert tag_of(changed) != tag, f"{cls.__name__}.{field.name} is not in the ETag"
+    assert tag_of(base, as_csv=True) != tag  # CSV by the Accept header: format unset
+    assert RunsQuery.NOT_IN_ANSWER == {"refresh"}
+
+
+def test_a_step_window_and_a_zoom_each_have_their_own_tag(client, body, mlflow_server):
+    """since_step=10&max_step=100 and ...&max_step=200 are different answers, and so is
+    a zoom (max_step=50) of the unfiltered answer: never one tag (a wrong 304)."""
+    from urllib.parse import urlencode
+
+    query = body(run_id=mlflow_server.ids["runs"]["finished"])  # train_loss: steps 0..99
+    auth = {"Authorization": basic(*mlflow_server.admin)}
+    params = {k: v for k, v in query.items() if k not in ("username", "password")}
+
+    def get(**view):
+        answer = client.get("/mlflow/runs?" + urlencode(dict(params, **view), doseq=True),
+                            headers=auth)
+        assert answer.status_code == 200, answer.get_json()
+        return answer
+
+    window_50, window_100 = get(since_step=10, max_step=50), get(since_step=10, max_step=100)
+    assert window_50.data != window_100.data
+    assert window_50.headers["ETag"] != window_100.headers["ETag"]
+    whole, zoom = get(), get(max_step=50)
+    assert whole.data != zoom.data and whole.headers["ETag"] != zoom.headers["ETag"]
+    # The unfiltered answer's tag does not make the zoom a 304.
+    again = client.get("/mlflow/runs?" + urlencode(dict(params, max_step=50), doseq=True),
+                       headers=dict(auth, **{"If-None-Match": whole.headers["ETag"]}))
+    assert again.status_code == 200 and again.data == zoom.data
