@@ -152,3 +152,62 @@ def test_a_step_window_and_a_zoom_each_have_their_own_tag(client, body, mlflow_s
     again = client.get("/mlflow/runs?" + urlencode(dict(params, max_step=50), doseq=True),
                        headers=dict(auth, **{"If-None-Match": whole.headers["ETag"]}))
     assert again.status_code == 200 and again.data == zoom.data
+
+
+# --- a 304 is decided before any entry is read (issue 19, item 6) -------------------
+
+# The finished runs of shared-exp (finished, empty, long: the long one's JSON has a stored
+# gzip form) as the whole runs' JSON, as a view of their columns, and as CSV.
+SHAPES = {"json": {}, "view": {"metric_keys": ["train_loss", "long_metric"], "max_points": 100},
+          "csv": {"format": "csv", "metric_keys": ["train_loss"]}}
+
+
+def shared_exp_url(proxy, **fields):
+    from urllib.parse import urlencode
+
+    return "/mlflow/runs?" + urlencode(dict(tracking_uri=proxy.uri, experiment_name="shared-exp",
+                                            run_status="FINISHED", http_timeout=60, **fields),
+                                       doseq=True)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_a_304_reads_the_listing_grants_and_generations_and_no_entry(
+        cached_app, proxy, mlflow_server, cache_reads, shape):
+    client = cached_app(RUN_LIST_TTL=300).test_client()
+    url = shared_exp_url(proxy, **SHAPES[shape])
+    headers = {"Authorization": basic(*mlflow_server.admin), "Accept-Encoding": "gzip"}
+    first = client.get(url, headers=headers)
+    assert first.status_code == 200
+    warm = client.get(url, headers=headers)  # every entry, column and form now cached
+    assert (warm.headers["X-Cache"], warm.headers["ETag"]) == ("HIT", first.headers["ETag"])
+    cache_reads.clear()
+    again = client.get(url, headers=dict(headers, **{"If-None-Match": first.headers["ETag"]}))
+    assert (again.status_code, again.headers["X-Cache"]) == (304, "HIT")
+    # Neither a run's JSON, its columns or compressed forms, nor a worker's own copies.
+    entries = [key for key in cache_reads if isinstance(key, tuple) or key.startswith("run:")]
+    assert entries == [], cache_reads
+    assert len({key for key in cache_reads if key.startswith("gen:")}) == 3, cache_reads
+
+
+def test_with_the_cache_down_there_is_no_etag_and_no_304(proxy, mlflow_server):
+    """The generations unknown, nothing says the client's copy is current: a full answer."""
+    from app import create_app
+    from tests.support.redis_server import RedisServer
+
+    with RedisServer() as server:
+        client = create_app({"TESTING": True, "REDIS_URL": server.url, "SECRET_KEY": "k",
+                             "CACHE_RETRY_AFTER": 60}).test_client()
+        url, auth = shared_exp_url(proxy), {"Authorization": basic(*mlflow_server.admin)}
+        tag = client.get(url, headers=auth).headers["ETag"]
+        server.stop()
+        for held in (tag, "*"):
+            again = client.get(url, headers=dict(auth, **{"If-None-Match": held}))
+            assert again.status_code == 200 and "ETag" not in again.headers
+
+
+def test_a_conditional_refresh_is_answered_in_full(cached_app, proxy, mlflow_server):
+    client = cached_app().test_client()
+    url, auth = shared_exp_url(proxy), {"Authorization": basic(*mlflow_server.admin)}
+    tag = client.get(url, headers=auth).headers["ETag"]
+    refreshed = client.get(url + "&refresh=true", headers=dict(auth, **{"If-None-Match": tag}))
+    assert refreshed.status_code == 200 and refreshed.headers["ETag"] not in (tag, None)
