@@ -189,6 +189,26 @@ def test_a_304_reads_the_listing_grants_and_generations_and_no_entry(
     assert len({key for key in cache_reads if key.startswith("gen:")}) == 3, cache_reads
 
 
+@pytest.mark.parametrize("coding", [None, "gzip", "zstd"])
+def test_a_304_names_the_representation_the_client_holds(cached_app, proxy, mlflow_server,
+                                                         coding):
+    """Each coding's answer has its own tag (the coding appended); a 304 to it carries
+    that tag, as the 200 would (RFC 9110, 15.4.5), and another answer's tag is no match."""
+    client = cached_app(RUN_LIST_TTL=300).test_client()
+    url = shared_exp_url(proxy)
+    headers = {"Authorization": basic(*mlflow_server.admin)}
+    if coding:
+        headers["Accept-Encoding"] = coding
+    first = client.get(url, headers=headers)
+    tag = first.headers["ETag"]
+    assert first.headers.get("Content-Encoding") == coding
+    assert tag.endswith(f'-{coding}"') if coding else tag.count("-") == 0
+    again = client.get(url, headers=dict(headers, **{"If-None-Match": f'"other", {tag}'}))
+    assert (again.status_code, again.headers["ETag"]) == (304, tag)
+    other = '"' + "0" * 32 + tag[33:]  # another answer's tag, in this coding
+    assert client.get(url, headers=dict(headers, **{"If-None-Match": other})).status_code == 200
+
+
 def test_with_the_cache_down_there_is_no_etag_and_no_304(proxy, mlflow_server):
     """The generations unknown, nothing says the client's copy is current: a full answer."""
     from app import create_app

@@ -11,7 +11,7 @@ from app.cache.flight import SingleFlight
 from app.cache.freshness import fingerprint, terminal
 from app.mlflow.histories import fetch_histories
 from app.runs import encoding, export
-from app.runs.etag import etag_of, matches
+from app.runs.etag import etag_of, held
 from app.runs.columns import MetricColumns
 from app.runs.compressed import CompressedForms
 from app.runs.listing import listing
@@ -27,8 +27,8 @@ def runs(ctx, query: RunsQuery, *, as_csv: bool = False, coding: str = None,
     the cache knows it, the answer is a 304's, decided before any entry is read."""
     found, listed_from_cache = listing(ctx, query.selection)
     if if_none_match:
-        tag = _current_etag(ctx, query, found, as_csv)
-        if matches(if_none_match, tag):
+        tag = held(if_none_match, _current_etag(ctx, query, found, as_csv))
+        if tag:
             headers = encoding.csv_headers(found, query.view) if as_csv else None
             return encoding.not_modified(tag, _cache_state(ctx, listed_from_cache, 0), headers)
     selected, view = found["runs"], query.view

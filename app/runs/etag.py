@@ -46,11 +46,14 @@ def etag_of(query: RunsQuery, listing, generations: dict, *, as_csv: bool) -> st
     return hashlib.blake2b(orjson.dumps(parts), digest_size=16).hexdigest()
 
 
-def matches(if_none_match, tag: str) -> bool:
-    """Whether ``If-None-Match`` (werkzeug's ETags) names ``tag`` in any coding."""
+def held(if_none_match, tag: str | None) -> str | None:
+    """The tag among those ``If-None-Match`` names (werkzeug's ETags) that is ``tag`` in
+    some coding: the representation the client holds, which a 304 names (as its 200 did).
+    None when none is, or the answer has no tag."""
     if tag is None or not if_none_match:
-        return False
+        return None
     if if_none_match.star_tag:
-        return True
-    return any(sent == tag or sent in {tag + suffix for suffix in CODING_SUFFIXES}
-               for sent in if_none_match.as_set(include_weak=True))
+        return tag
+    ours = {tag, *(tag + suffix for suffix in CODING_SUFFIXES)}
+    return next((sent for sent in sorted(if_none_match.as_set(include_weak=True))
+                 if sent in ours), None)
