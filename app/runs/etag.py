@@ -1,5 +1,7 @@
 """An answer's ETag, derived from what made it rather than from its bytes, so that a
-conditional poll can be answered without building (or compressing) the answer.
+conditional poll can be answered without building (or compressing) the answer, or
+reading any of it: app/runs/assembly.py decides a 304 from the listing and the runs'
+generations alone.
 
 What makes a /mlflow/runs answer: the query, every field of it (``RunsQuery.answer_parts``:
 the selection, the view, histories or not, the format) but ``refresh``, which changes how
@@ -9,9 +11,10 @@ and, for each run, its fingerprint, its tags when asked for, and the *generation
 cached copies belong to (app/cache/run_cache.py): a refresh, or a refetch after a copy
 expired (which is how points logged late below a run's latest step come in), writes a
 new generation and so a new tag. The content coding is not hashed: app/delivery.py
-appends it to a compressed answer's tag. An answer with a run that is not finished has no ETag: its histories come
-fresh from MLflow on every poll, and nothing cheaper than the answer itself says
-whether they changed. Nor has one while the cache cannot say a run's generation.
+appends it to a compressed answer's tag. An answer with a run that is not finished has
+no ETag: its histories come fresh from MLflow on every poll, and nothing cheaper than
+the answer itself says whether they changed. Nor has one while the cache cannot say a
+run's generation.
 """
 import hashlib
 
