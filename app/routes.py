@@ -8,7 +8,7 @@ from flask_smorest import Blueprint
 
 from app import delivery, errors, overview, queryforms, responses, schemas
 from app.context import open_context
-from app.runs import assembly, etag
+from app.runs import assembly
 
 blp = Blueprint("mlflow", __name__, description="Read MLflow experiments and runs as JSON")
 # Request bodies: strict orjson (app/jsonio.py); query strings of the GET forms as they came.
@@ -145,20 +145,20 @@ def runs(asked):
                                                 "cursor is for JSON answers."]})
     context = open_context(asked.connection, refresh=query.refresh)
     coding = None if as_csv else delivery.negotiated_coding()
-    return respond(assembly.runs(context, query, as_csv=as_csv, coding=coding), as_csv)
+    # If-None-Match is defined for GET and HEAD: a POST is answered in full.
+    held = request.if_none_match if request.method in ("GET", "HEAD") else None
+    return respond(assembly.runs(context, query, as_csv=as_csv, coding=coding,
+                                 if_none_match=held), as_csv)
 
 
 def respond(answer, as_csv):
     """The streamed response for a runs answer (its body is written piece by piece), or
-    a 304 to a GET whose If-None-Match names the answer's ETag (app/runs/etag.py)."""
+    a 304 naming the answer's ETag that the client holds (app/runs/etag.py)."""
     headers = {"X-Cache": answer.cache, **(answer.headers or {})}
     if answer.etag:
         headers["ETag"] = f'"{answer.etag}"'
-        if request.method in ("GET", "HEAD") and etag.matches(request.if_none_match, answer.etag):
-            close = getattr(answer.chunks, "close", None)
-            if close:  # a CSV generator that will not be written
-                close()
-            return current_app.response_class(status=304, headers=headers)
+    if answer.not_modified:
+        return current_app.response_class(status=304, headers=headers)
     if as_csv:  # streamed: rows are written while the client reads them
         return current_app.response_class(iter(answer), mimetype="text/csv", headers=headers)
     # Pre-encoded JSON (cached runs are written as stored bytes): no marshmallow dump.

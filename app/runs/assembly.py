@@ -11,7 +11,7 @@ from app.cache.flight import SingleFlight
 from app.cache.freshness import fingerprint, terminal
 from app.mlflow.histories import fetch_histories
 from app.runs import encoding, export
-from app.runs.etag import etag_of
+from app.runs.etag import etag_of, held
 from app.runs.columns import MetricColumns
 from app.runs.compressed import CompressedForms
 from app.runs.cursor import answer_cursor
@@ -21,10 +21,18 @@ from app.runs.query import RunsQuery
 from app.runs.views import run_metric_keys
 
 
-def runs(ctx, query: RunsQuery, *, as_csv: bool = False, coding: str = None) -> encoding.RunsAnswer:
+def runs(ctx, query: RunsQuery, *, as_csv: bool = False, coding: str = None,
+         if_none_match=None) -> encoding.RunsAnswer:
     """The answer to ``query``; ``coding`` (gzip, zstd) is the content coding the answer
-    will be sent in, if any: finished runs then come with their stored compressed form."""
+    will be sent in, if any: finished runs then come with their stored compressed form.
+    ``if_none_match`` (a GET's or HEAD's, werkzeug's ETags): when it holds the answer as
+    the cache knows it, the answer is a 304's, decided before any entry is read."""
     found, listed_from_cache = listing(ctx, query.selection)
+    if if_none_match:
+        tag = held(if_none_match, _current_etag(ctx, query, found, as_csv))
+        if tag:
+            headers = encoding.csv_headers(found, query.view) if as_csv else None
+            return encoding.not_modified(tag, _cache_state(ctx, listed_from_cache, 0), headers)
     selected, view = found["runs"], query.view
     if as_csv or view.selects:
         # without histories (include_metric_history false) a CSV is its header only
@@ -53,6 +61,19 @@ def runs(ctx, query: RunsQuery, *, as_csv: bool = False, coding: str = None) -> 
         pieces = [(encoding.with_tags(piece, run), n) for (piece, n), run in zip(pieces, selected)]
     next_cursor = answer_cursor(view, selected, live) if query.include_metric_history else None
     return encoding.json_answer(found, pieces, view, state, etag, next_cursor)
+
+
+def _current_etag(ctx, query, found, as_csv):
+    """The answer's ETag from the listing and the runs' generations alone (small ``gen:``
+    keys; no entry, column or compressed form is read). None when it has none: on a
+    refresh (it makes new generations), with a live run (issue 20 will give those theirs
+    here), or while the cache cannot say a run's generation."""
+    runs = found["runs"]
+    if ctx.refresh or not all(terminal(run) for run in runs):
+        return None
+    generations = (ctx.cache.generations(ctx.target.uri, runs)
+                   if query.include_metric_history else {})  # a tag without them: app/runs/etag.py
+    return etag_of(query, found, generations or {}, as_csv=as_csv)
 
 
 def _cache_state(ctx, listed_from_cache, hits):

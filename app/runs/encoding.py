@@ -22,6 +22,7 @@ class RunsAnswer:
     cache: str      # HIT (MLflow not asked), MISS (nothing from cache) or PARTIAL
     headers: dict = None
     etag: str = None  # app/runs/etag.py; None when the answer has none
+    not_modified: bool = False  # a 304's: the client holds it (``etag``), no body
 
     def __iter__(self):
         """The body for the WSGI server, which writes bytes: a cached run (a view of
@@ -33,6 +34,11 @@ class RunsAnswer:
                     yield bytes(chunk[start:start + WRITE_SIZE])
             else:
                 yield chunk
+
+
+def not_modified(tag: str, cache_state, headers=None) -> RunsAnswer:
+    """The answer to a conditional GET whose If-None-Match holds it: ``tag``, no body."""
+    return RunsAnswer((), 0, cache_state, headers, tag, not_modified=True)
 
 
 def json_answer(listing, pieces, view, cache_state, etag=None, cursor=None) -> RunsAnswer:

@@ -70,11 +70,23 @@ class RunsQuery:
     refresh: bool = False
     format: str | None = None  # json, csv, or None: the Accept header decides
 
+    # How the answer is made, not what it says: a refresh asks MLflow again, and the
+    # refreshed runs are a new generation, which the ETag holds already (app/runs/etag.py).
+    NOT_IN_ANSWER = frozenset({"refresh"})
+
     @classmethod
     def of(cls, data: dict, sent: set) -> "RunsQuery":
         return cls(Selection.of(data, sent), View.of(data),
                    include_metric_history=data["include_metric_history"],
                    refresh=data["refresh"], format=data["format"])
+
+    def answer_parts(self) -> list:
+        """Every field that can change the answer's bytes, as JSON-able values (the
+        selection's and the view's whole), in order: the query's share of the ETag.
+        Made from the fields themselves, so a field added later is in it."""
+        return [value.key_parts() if isinstance(value, (Selection, View)) else value
+                for value in (getattr(self, f.name) for f in fields(self)
+                              if f.name not in self.NOT_IN_ANSWER)]
 
 
 @dataclass(frozen=True)

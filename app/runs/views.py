@@ -1,6 +1,6 @@
 """What a /mlflow/runs query asks to see of each run's histories: which metrics, which
 points (since_step / max_step / since_timestamp) and how many (max_points). Pure; no I/O."""
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from app import history
 from app.runs.cursor import Cursor, keys_digest
@@ -28,6 +28,12 @@ class View:
         if self.cursor is None or self.cursor.keys != keys_digest(self.metric_keys):
             return None
         return self.cursor.of(run_id)
+
+    def key_parts(self) -> list:
+        """Every field, in order, as JSON-able values: the view's share of an answer's
+        ETag (app/runs/etag.py), complete so that no field can be left out of it."""
+        return [list(value) if isinstance(value, tuple) else value
+                for value in (getattr(self, f.name) for f in fields(self))]
 
     @property
     def selects(self) -> bool:

@@ -3,8 +3,9 @@ next to tests/support/mlflow_fixtures.py for the MLflow servers).
 
 The app in-process (``app``, ``client``, ``module_client``, ``cached_app``), request bodies
 (``as_user``, ``body``), the counting proxy (``proxy``), Redis (``redis_url``,
-``redis_prefix``), MLflow call recording (``mlflow_calls``), an MLflow writer
-(``admin_client``) and the fakes (``fake_mlflow``, ``scripted``, ``silent_server``).
+``redis_prefix``), MLflow call recording (``mlflow_calls``), cache read recording
+(``cache_reads``), an MLflow writer (``admin_client``) and the fakes (``fake_mlflow``,
+``scripted``, ``silent_server``).
 """
 import os
 import socket
@@ -55,6 +56,31 @@ def mlflow_calls(monkeypatch):
 
     monkeypatch.setattr(Transport, "call", recording)
     return calls
+
+
+@pytest.fixture
+def cache_reads(monkeypatch):
+    """Every cache key the service reads during the test, in order: from the shared cache
+    (``Store.get_many``, keys without the prefix) and from a worker's own copies
+    (``LocalCopies.get``, as ``("local", key)``). Clear it to watch one request."""
+    from app.cache.copies import LocalCopies
+    from app.cache.store import Store
+
+    reads = []
+    get_many, local_get = Store.get_many, LocalCopies.get
+
+    def recording_get_many(self, keys, *args, **kwargs):
+        keys = list(keys)
+        reads.extend(keys)
+        return get_many(self, keys, *args, **kwargs)
+
+    def recording_local_get(self, key, *args, **kwargs):
+        reads.append(("local", key))
+        return local_get(self, key, *args, **kwargs)
+
+    monkeypatch.setattr(Store, "get_many", recording_get_many)
+    monkeypatch.setattr(LocalCopies, "get", recording_local_get)
+    return reads
 
 
 @pytest.fixture(scope="session")
