@@ -4,12 +4,14 @@ changed, once for every viewer and worker, and a chart following the cursor hold
 MLflow's points whatever the logging pattern; a refused caller fills no tail, a run that
 finishes comes complete, and Redis stopped is MLflow per request. The refresh's rules
 call by call: tests/test_live_refresh.py."""
-import os
+import base64
+import gzip
 import threading
 import time
 import uuid
 
 import numpy as np
+import orjson
 import pytest
 import redis
 import requests
@@ -38,6 +40,10 @@ def live(admin_client):
         for start in range(0, len(metrics), 1000):
             admin_client.log_batch(run_id, metrics=metrics[start:start + 1000])
     return log, run_id, experiment_id
+
+
+def basic_auth(user, password):
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 def calls(proxy):
@@ -75,6 +81,28 @@ def test_polls_within_live_refresh_ask_nothing_and_a_refresh_asks_only_what_chan
                     'mlflow_logs_live_reads_total{kind="skipped"}',
                     "mlflow_logs_live_points_total"):
         assert counted in metrics
+
+
+def test_an_unchanged_live_poll_with_the_cursor_is_a_304_without_mlflow(
+        cached_app, body, proxy, live, mlflow_server):
+    log, run_id, _ = live
+    log(range(50))
+    client = cached_app(LIVE_REFRESH=600).test_client()
+    url = f"/mlflow/runs?tracking_uri={proxy.uri}&run_id={run_id}&http_timeout=60"
+    auth = {"Authorization": basic_auth(*mlflow_server.admin), "Accept-Encoding": "gzip"}
+    first = client.get(url, headers=auth)
+    cursor = first.get_json(force=True) if first.headers.get("Content-Encoding") != "gzip" \
+        else orjson.loads(gzip.decompress(first.data))
+    url += "&cursor=" + cursor["cursor"]
+    second = client.get(url, headers=auth)  # nothing new since the cursor: its own answer
+    assert second.status_code == 200
+    proxy.reset()
+    third = client.get(url, headers=dict(auth, **{"If-None-Match": second.headers["ETag"]}))
+    assert (third.status_code, third.data, proxy.count()) == (304, b"", 0)
+    log(range(50, 55))
+    later = cached_app(LIVE_REFRESH=0.001).test_client()  # the same Redis, past LIVE_REFRESH
+    fourth = later.get(url, headers=dict(auth, **{"If-None-Match": second.headers["ETag"]}))
+    assert fourth.status_code == 200  # new points: a new tag
 
 
 def test_a_new_viewer_is_served_from_the_tail(cached_app, body, proxy, live):

@@ -17,8 +17,9 @@ from app.runs.live import LiveHistories
 
 
 class MetricColumns:
-    def __init__(self, ctx, view):
+    def __init__(self, ctx, view, tails: LiveHistories = None):
         self.ctx, self.cache, self.view = ctx, ctx.cache, view
+        self.tails = tails or LiveHistories(ctx)
         self.generations = {}  # of the runs last looked up: {run_id: token}
         self.live = None       # app/runs/live.LiveRead of the live runs, from their tails
         self.totals = {}       # {run_id: {key: history.tally}}: runs answered since the cursor
@@ -26,7 +27,7 @@ class MetricColumns:
     def collect(self, runs):
         """({(run_id, key): Series} for the view's metrics of ``runs``, cache hits)."""
         live = [run for run in runs if not terminal(run)]
-        self.live = LiveHistories(self.ctx).read(live, self.view.keys_of, self._after)
+        self.live = self.tails.read(live, self.view.keys_of, self._after)
         if self.live is not None:
             runs = [run for run in runs if terminal(run)]
         flight = SingleFlight(self.cache, self.ctx.deadline, refresh=self.ctx.refresh,

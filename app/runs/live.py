@@ -31,20 +31,37 @@ class LiveRead:
 
 
 class LiveHistories:
+    """One request's live runs. ``states`` first (what an answer's ETag is made of: a
+    conditional poll is decided before any point is read), then ``read``."""
+
     def __init__(self, ctx):
         self.ctx, self.cache, self.uri = ctx, ctx.cache, ctx.target.uri
         self.every = ctx.live_refresh
+        self._states = None  # (the run ids asked, {run_id: TailState} or None)
+
+    def states(self, runs, keys_of) -> dict | None:
+        """{run_id: TailState}: the live ``runs``' tails, fresh (refreshed here if need
+        be) for their wanted metrics (``keys_of(run)``); None when there are no tails to
+        share (LIVE_REFRESH 0, or the cache failed): ask MLflow for this request."""
+        ids = tuple(_id(run) for run in runs)
+        if self._states is None or self._states[0] != ids:
+            fresh = None
+            if self.every > 0 and runs:
+                fresh = self._fresh_states(runs, {_id(run): list(keys_of(run)) for run in runs})
+            self._states = (ids, fresh)
+        return self._states[1]
 
     def read(self, runs, keys_of, after=None) -> LiveRead | None:
         """The wanted metrics (``keys_of(run)``) of live ``runs``; ``after(run_id, state)``
         gives the sequence number a cursor holds for a run's tail, or None."""
-        if self.every <= 0 or not runs:
+        if not runs:
             return None
+        states = self.states(runs, keys_of)
         wanted = {_id(run): list(keys_of(run)) for run in runs}
-        states = self._fresh_states(runs, wanted)
-        found = states and self._points(runs, states, wanted, after)
+        found = states and self._points(runs, dict(states), wanted, after)
         if not found:
-            observability.live_tail("fallback", len(runs))
+            if self.every > 0:
+                observability.live_tail("fallback", len(runs))
             return None
         return LiveRead(*found)
 
