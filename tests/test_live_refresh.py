@@ -220,3 +220,34 @@ def test_tally_is_the_stats_of_all_points():
     tally = history.tally(b, history.tally(a))
     whole = history.stats(history.ordered(both))
     assert {k: tally[k] for k in whole} == whole
+
+
+def test_a_refresh_cut_short_keeps_what_it_read_and_the_next_poll_goes_on(world):
+    """A first poll of a big live run that runs out of http_timeout still stores the
+    metrics it read: the next poll reads only the rest (else every poll would start over
+    and end in a 504 again)."""
+    from app.mlflow.errors import DeadlineSpent
+    mlflow, cache, ctx = world
+    for step in range(10):
+        mlflow.log("a", "loss", step, 1.0, 1000 + step)
+        mlflow.log("a", "acc", step, 1.0, 1000 + step)
+    original = mlflow.get_metric_history_bulk
+
+    def slow_acc(run_ids, key):
+        if key == "acc":
+            raise DeadlineSpent(mlflow.target, "http_timeout spent")
+        return original(run_ids, key)
+    mlflow.get_metric_history_bulk = slow_acc
+    mlflow.get_metric_history = lambda run_id, key: slow_acc([run_id], key)[0][run_id]
+    with pytest.raises(DeadlineSpent):
+        Viewer().poll(ctx(), [mlflow.runs["a"]], ["loss", "acc"])
+    stored = cache.get_tails("http://mlflow.test", ["a"])["a"]
+    assert set(stored.metrics) == {"loss"} and stored.metrics["loss"].size == 10
+    mlflow.get_metric_history_bulk = original
+    del mlflow.get_metric_history
+    mark = len(mlflow.calls)
+    viewer = Viewer()
+    viewer.poll(ctx(), [mlflow.runs["a"]], ["loss", "acc"])
+    assert [c[:3] for c in mlflow.calls[mark:]] == [
+        ("search_runs", ("1",), 1), ("get_metric_history", "a", "acc")]
+    assert viewer.points("a", "acc") == sorted(mlflow.points[("a", "acc")])

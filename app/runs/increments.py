@@ -33,7 +33,7 @@ from app import history
 from app.cache.freshness import TERMINAL
 from app.cache.tails import MetricTail, TailState
 from app.mlflow.api import BULK_MAX_RUNS
-from app.mlflow.errors import Rejected
+from app.mlflow.errors import MlflowError, Rejected
 from app.mlflow.histories import fetch_histories
 from app.runs import tailbook
 
@@ -55,6 +55,9 @@ class Refresh:
         self.held = held  # held(run_id, state, key) -> Series: the tail's points, for a diff
         self.reads = {"runs": 0, "range": 0, "offset": 0, "whole": 0, "skipped": 0}
         self.exact = set()  # (run_id, key) read by offset or whole: as good as an audit
+        # The first read that failed (the deadline, MLflow): what the others read is kept
+        # (a slow first read of a big run makes progress poll by poll), then it is raised.
+        self.failure = None
 
     def run(self, runs, states: dict, wanted: dict, started: float) -> dict:
         """{run_id: (TailState, {key: new points})}; ``states`` {run_id: TailState or None},
@@ -76,7 +79,9 @@ class Refresh:
         out = {}
         for run_id, (state, status, entries, actions) in plans.items():
             grown = {}
-            for key in actions:
+            for key, action in actions.items():
+                if action and (run_id, key) not in found:
+                    continue  # its read failed: as it was, still stale
                 tail = state.metrics.setdefault(key, MetricTail())
                 new = found.get((run_id, key))
                 if new is not None and new.size:
@@ -141,9 +146,8 @@ class Refresh:
             by_kind["whole"] += by_kind["offset"]
             by_kind["offset"] = []
         self.reads["offset"] += len(by_kind["offset"])
-        with ThreadPoolExecutor(max_workers=max(1, self.ctx.concurrency)) as pool:
-            offsets = dict(zip(by_kind["offset"], pool.map(
-                lambda pair: self._by_offset(plans[pair[0]][0], *pair), by_kind["offset"])))
+        offsets = self._each(lambda pair: self._by_offset(plans[pair[0]][0], *pair),
+                             by_kind["offset"])
         for pair, new in offsets.items():
             if new is None:
                 by_kind["whole"].append(pair)
@@ -153,6 +157,19 @@ class Refresh:
         self.exact = set(by_kind["offset"]) | set(by_kind["whole"])
         return found
 
+    def _each(self, call, items) -> dict:
+        """{item: call(item)}, several at a time, for the items whose call succeeded; the
+        first failure is kept in ``failure`` (every call ends by the request's deadline)."""
+        done = {}
+        with ThreadPoolExecutor(max_workers=max(1, self.ctx.concurrency)) as pool:
+            futures = {pool.submit(call, item): item for item in items}
+            for future, item in futures.items():
+                try:
+                    done[item] = future.result()
+                except MlflowError as exc:
+                    self.failure = self.failure or exc
+        return done
+
     def _ranges(self, plans, pairs, fallback) -> dict:
         """Range reads, batched per metric; a run whose answer may be sampled goes to
         ``fallback`` (read by offset)."""
@@ -160,13 +177,11 @@ class Refresh:
         for run_id, key in pairs:
             by_key.setdefault(key, []).append((plans[run_id][0].metrics[key].max_step, run_id))
         for key, starts in by_key.items():
-            for group in _groups(sorted(starts)):
-                batches.append((key, group))
-        with ThreadPoolExecutor(max_workers=max(1, self.ctx.concurrency)) as pool:
-            answers = list(pool.map(lambda batch: self.mlflow.get_metric_history_since(
-                [run_id for _, run_id in batch[1]], batch[0], batch[1][0][0] - 1), batches))
+            batches += [(key, tuple(group)) for group in _groups(sorted(starts))]
+        answers = self._each(lambda batch: self.mlflow.get_metric_history_since(
+            [run_id for _, run_id in batch[1]], batch[0], batch[1][0][0] - 1), batches)
         self.reads["range"] += len(batches)
-        for (key, group), (by_run, complete) in zip(batches, answers):
+        for (key, group), (by_run, complete) in answers.items():
             for start, run_id in group:
                 if run_id not in complete:
                     fallback.append((run_id, key))
@@ -197,9 +212,15 @@ class Refresh:
         if not pairs:
             return {}
         self.reads["whole"] += len(pairs)
-        whole = fetch_histories(self.mlflow, pairs, self.ctx.concurrency)
-        found = {}
+        by_key = {}
         for run_id, key in pairs:
+            by_key.setdefault(key, []).append((run_id, key))
+        whole = {}
+        for read in self._each(lambda key: fetch_histories(self.mlflow, by_key[key], 1),
+                               list(by_key)).values():
+            whole.update(read)
+        found = {}
+        for run_id, key in whole:
             state = plans[run_id][0]
             tail = state.metrics.get(key)
             if tail is None or tail.size == 0:

@@ -127,6 +127,8 @@ class LiveHistories:
         except TailLost:  # a chunk the refresh needed is gone (expired, evicted): rebuild
             refresh = Refresh(self.ctx, held=self._held)
             done = self._store(refresh, refresh.run(runs, dict.fromkeys(states), wanted, started))
+        if refresh.failure is not None:  # what was read is stored: the next poll goes on
+            raise refresh.failure
         return done
 
     def _store(self, refresh, done):
