@@ -102,7 +102,7 @@ def test_an_experiment_named_like_another_ones_id_is_never_taken_for_it():
 
 def test_grants_are_never_held_with_auth_cache_ttl_0():
     cache, target = memory_cache(auth_ttl=0), MlflowTarget("http://mlflow.test", "alice", "pw")
-    cache.record_grant(target, "1")
+    cache.record_grant(target, "1", "an-epoch")
     assert cache.has_grant(target, "1") is False
 
 
@@ -158,3 +158,68 @@ def test_a_grant_asked_again_for_a_cached_listing_is_kept_for_the_next_polls():
     for _ in range(3):
         assert listing(context(mlflow, cache), Selection(experiment_id="1"))[1]   # cached
     assert mlflow.calls == [("get_experiment", "1")]
+
+
+# --- refusals drop grants (issue 19, item 4) ----------------------------------------------
+
+def test_a_refusal_drops_every_grant_of_the_caller_and_only_theirs():
+    """Every experiment, either TLS choice, however the URI is spelled; not another
+    password's, user's or server's grants."""
+    cache = memory_cache()
+    caller = MlflowTarget("http://mlflow.test", "alice", "pw")
+    same = [caller, MlflowTarget("HTTP://mlflow.test:80/", "alice", "pw", verify_tls=False)]
+    others = [MlflowTarget("http://mlflow.test", "alice", "other-pw"),
+              MlflowTarget("http://mlflow.test", "bob", "pw"),
+              MlflowTarget("http://other-mlflow.test", "alice", "pw")]
+    for target in same + others:
+        for experiment_id in ("1", "2"):
+            cache.record_grant(target, experiment_id, cache.epoch(target))
+    assert all(cache.has_grant(t, e) for t in same + others for e in ("1", "2"))
+    cache.drop_grants(caller)
+    assert not any(cache.has_grant(t, e) for t in same for e in ("1", "2"))
+    assert all(cache.has_grant(t, e) for t in others for e in ("1", "2"))
+
+
+def test_a_yes_given_before_a_refusal_grants_nothing_when_recorded_after_it():
+    """The grant check of a cached listing asks MLflow; while MLflow answers yes, another
+    request of the caller is refused. The grant recorded after that refusal is not held:
+    the next poll asks MLflow again."""
+    mlflow = ScriptedApi(EXPERIMENTS, RUNS)
+    cache = memory_cache()
+    listing(context(mlflow, cache), Selection(experiment_id="1"))
+    cache.drop_grants(mlflow.target)
+    mlflow.during["get_experiment"] = lambda: cache.drop_grants(mlflow.target)
+    assert listing(context(mlflow, cache), Selection(experiment_id="1"))[1]  # MLflow said yes
+    assert not cache.has_grant(mlflow.target, "1")
+    del mlflow.during["get_experiment"]
+    mlflow.calls.clear()
+    listing(context(mlflow, cache), Selection(experiment_id="1"))
+    assert mlflow.calls == [("get_experiment", "1")]
+    assert cache.has_grant(mlflow.target, "1")  # MLflow's yes with no refusal since: held
+
+
+def test_a_search_answered_before_a_refusal_grants_nothing_when_recorded_after_it():
+    mlflow = ScriptedApi(EXPERIMENTS, RUNS)
+    cache = memory_cache()
+    mlflow.during["search_runs"] = lambda: cache.drop_grants(mlflow.target)
+    listing(context(mlflow, cache), Selection(experiment_id="1"))
+    assert not cache.has_grant(mlflow.target, "1")
+
+
+def test_a_warm_listing_reads_the_cache_twice_and_writes_nothing():
+    """The listing, then the grant with the caller's epoch in the same read: the epoch
+    costs a warm poll no round trip."""
+    mlflow = ScriptedApi(EXPERIMENTS, RUNS)
+    cache = memory_cache()
+    listing(context(mlflow, cache), Selection(experiment_id="1"))
+    reads, writes = [], []
+    get_many, set_many, delete_many = (cache.store.get_many, cache.store.set_many,
+                                       cache.store.delete_many)
+    cache.store.get_many = lambda keys, **kw: reads.append(list(keys)) or get_many(keys, **kw)
+    cache.store.set_many = lambda values, ttl: writes.append(values) or set_many(values, ttl)
+    cache.store.delete_many = lambda keys: writes.append(keys) or delete_many(keys)
+    mlflow.calls.clear()
+    assert listing(context(mlflow, cache), Selection(experiment_id="1"))[1]
+    assert mlflow.calls == [] and writes == []
+    assert [[key.split(":")[0] for key in keys] for keys in reads] == [["list"], ["grant", "epoch"]]
+

@@ -6,7 +6,9 @@ query scoped to one experiment or run (``Selection.shared``), whose listing is t
 for everyone who may read that experiment and is shared. Either way, before it is
 served, MLflow must have accepted these credentials for each of its experiments within
 AUTH_CACHE_TTL (a *grant*), so a revoked permission stops cached answers too, and a
-caller without permission never gets a listing someone else filled.
+caller without permission never gets a listing someone else filled. A grant is recorded
+under the caller's epoch taken before MLflow was asked, so that a refusal of MLflow's
+(which deletes the epoch: app/errors.py) drops it even when it is recorded afterwards.
 """
 from app.cache.flight import one_asks
 from app.runs.query import Selection
@@ -29,11 +31,12 @@ def listing(ctx, sel: Selection):
 
 
 def _select(ctx, sel, key):
+    epoch = ctx.cache.epoch(ctx.target)  # before MLflow is asked (see the module's doc)
     found = select(ctx, sel)
     # MLflow just answered these credentials for these experiments (its searches
     # leave out what the caller may not read).
     for experiment_id in experiments_of(found):
-        ctx.cache.record_grant(ctx.target, experiment_id)
+        ctx.cache.record_grant(ctx.target, experiment_id, epoch)
     ctx.cache.set_listing(key, found)
     return found
 
@@ -48,15 +51,20 @@ def experiments_of(found) -> list:
 def _ensure_grant(ctx, experiment_id):
     """MLflow must have accepted these credentials for this experiment recently."""
     cache, target = ctx.cache, ctx.target
+    checks = []  # what the cache said at each look, the last one before an ask
+
+    def look():
+        checks.append(cache.check_grant(target, experiment_id))
+        return True if checks[-1].held else None
 
     def ask():
+        epoch = cache.epoch(target, checks[-1] if checks else None)
         experiment = ctx.mlflow.get_experiment(experiment_id)  # 401/403 propagate to the caller
-        cache.record_grant(target, experiment_id)
+        cache.record_grant(target, experiment_id, epoch)
         cache.set_experiment(target, experiment)  # its name and state, as of now
         return True
 
     if cache.auth_ttl <= 0:
         ask()
         return
-    one_asks(cache, ctx.deadline, cache.grant_key(target, experiment_id),
-             lambda: cache.has_grant(target, experiment_id) or None, ask, kind="grant")
+    one_asks(cache, ctx.deadline, cache.grant_key(target, experiment_id), look, ask, kind="grant")
