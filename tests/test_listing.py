@@ -4,6 +4,7 @@ import dataclasses
 
 import pytest
 
+from app.mlflow.errors import Rejected
 from app.mlflow.target import MlflowTarget
 from app.runs.listing import listing
 from app.runs.query import Selection
@@ -223,3 +224,96 @@ def test_a_warm_listing_reads_the_cache_twice_and_writes_nothing():
     assert mlflow.calls == [] and writes == []
     assert [[key.split(":")[0] for key in keys] for keys in reads] == [["list"], ["grant", "epoch"]]
 
+
+# --- an experiment's remembered resolution and MLflow's answer (issue 19, item 5) ----------
+
+def renamed_and_replaced(mlflow):
+    """Experiment 1 ("exp") renamed "exp-old"; a new experiment 2 named "exp", with run n."""
+    mlflow.experiments["1"] = dict(mlflow.experiments["1"], name="exp-old")
+    mlflow.experiments["2"] = {"experiment_id": "2", "name": "exp", "lifecycle_stage": "active"}
+    mlflow.runs["n"] = run("n", experiment_id="2", start=5)
+
+
+def another_caller(mlflow, user):
+    """The same MLflow, as ``user``."""
+    other = ScriptedApi(target=MlflowTarget("http://mlflow.test", user, "pw2"))
+    other.experiments, other.runs = mlflow.experiments, mlflow.runs
+    return other
+
+
+def test_a_cached_listing_by_name_refused_to_a_caller_is_made_anew_for_the_name_now():
+    alice = ScriptedApi(EXPERIMENTS, RUNS)
+    cache = memory_cache()
+    listing(context(alice, cache), Selection(experiment_name="exp"))
+    renamed_and_replaced(alice)
+    bob = another_caller(alice, "bob")
+    bob.forbidden = {"1"}
+    found, cached = listing(context(bob, cache), Selection(experiment_name="exp"))
+    assert not cached and [r["info"]["run_id"] for r in found["runs"]] == ["n"]
+    alice.forbidden = {"2"}
+    with pytest.raises(Rejected) as refused:  # alice is never shown experiment 1's runs as "exp"
+        listing(context(alice, cache), Selection(experiment_name="exp"))
+    assert refused.value.status == 403
+
+
+def test_a_grant_check_naming_the_experiment_otherwise_makes_the_listing_anew():
+    """carol may read both: MLflow's answer to her grant check names experiment 1
+    "exp-old", so the listing cached for "exp" is of another experiment now."""
+    alice = ScriptedApi(EXPERIMENTS, RUNS)
+    cache = memory_cache()
+    listing(context(alice, cache), Selection(experiment_name="exp"))
+    renamed_and_replaced(alice)
+    found, _ = listing(context(another_caller(alice, "carol"), cache), Selection(experiment_name="exp"))
+    assert found["experiment"] == {"experiment_id": "2", "name": "exp"}
+    assert [r["info"]["run_id"] for r in found["runs"]] == ["n"]
+
+
+def test_a_refused_listing_by_id_is_not_asked_twice():
+    """An id names one experiment for good: MLflow's 403 to the grant check stands."""
+    alice = ScriptedApi(EXPERIMENTS, RUNS)
+    cache = memory_cache()
+    listing(context(alice, cache), Selection(experiment_id="1"))
+    bob = another_caller(alice, "bob")
+    bob.forbidden = {"1"}
+    with pytest.raises(Rejected):
+        listing(context(bob, cache), Selection(experiment_id="1"))
+    assert bob.calls == [("get_experiment", "1")]
+
+
+def test_a_remembered_name_the_run_contradicts_is_asked_again():
+    """run_id with experiment_name: the run is in the experiment the name is now, not in
+    the one the cache remembers for it."""
+    alice = ScriptedApi(EXPERIMENTS, RUNS)
+    cache = memory_cache(list_ttl=0)
+    listing(context(alice, cache), Selection(experiment_name="exp"))  # name and grant cached
+    renamed_and_replaced(alice)
+    found, _ = listing(context(alice, cache), Selection(experiment_name="exp", run_id="n"))
+    assert [r["info"]["run_id"] for r in found["runs"]] == ["n"]
+    assert found["experiment"]["experiment_id"] == "2"
+    assert cache.get_experiment(alice.target, "name", "exp")["experiment_id"] == "2"
+
+
+def test_a_remembered_experiment_gone_is_resolved_by_its_name_again():
+    """No runs in the remembered experiment, and MLflow has it no more (404): the name is
+    asked of MLflow, not answered 404."""
+    alice = ScriptedApi(EXPERIMENTS, RUNS)
+    cache = memory_cache(list_ttl=0)
+    listing(context(alice, cache), Selection(experiment_name="exp"))
+    del alice.experiments["1"]
+    for run_id in ("a", "b"):
+        del alice.runs[run_id]
+    alice.experiments["2"] = {"experiment_id": "2", "name": "exp", "lifecycle_stage": "active"}
+    alice.runs["n"] = run("n", experiment_id="2")
+    found, _ = listing(context(alice, cache), Selection(experiment_name="exp"))
+    assert [r["info"]["run_id"] for r in found["runs"]] == ["n"]
+    assert cache.get_experiment(alice.target, "id", "1") is None  # forgotten
+
+
+def test_a_name_mlflow_resolves_otherwise_forgets_the_old_experiments_resolution():
+    alice = ScriptedApi(EXPERIMENTS, RUNS)
+    cache = memory_cache(list_ttl=0)
+    listing(context(alice, cache), Selection(experiment_name="exp"))
+    renamed_and_replaced(alice)
+    listing(context(another_caller(alice, "bob"), cache), Selection(experiment_name="exp"))
+    assert cache.get_experiment(alice.target, "name", "exp")["experiment_id"] == "2"
+    assert cache.get_experiment(alice.target, "id", "1") is None  # it said "exp"

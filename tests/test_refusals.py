@@ -1,12 +1,14 @@
-"""MLflow's refusals and what the cache remembers (issue 19, item 4).
+"""MLflow's refusals and what the cache remembers (issue 19, items 4 and 5).
 
 * A 401 or 403 of MLflow's to a caller drops every grant of that caller (URI, username,
   password) at once: after one refused request, no form of any answer is served to them
   from the cache, until MLflow says yes again.
+* An experiment's name as the cache resolved it goes when MLflow's answer contradicts
+  it: a renamed experiment's name serves the new experiment of that name at once.
 
 Real parts: a basic-auth MLflow of the tests' own (the scratch server: these tests create
-users, experiments and runs, revoke permissions and change passwords as admin) and the
-tests' Redis. AUTH_CACHE_TTL and RUN_LIST_TTL are 600 s: nothing here
+users, experiments and runs, revoke permissions, change passwords and rename experiments
+as admin) and the tests' Redis. AUTH_CACHE_TTL and RUN_LIST_TTL are 600 s: nothing here
 can pass by a grant or a listing expiring.
 """
 import uuid
@@ -103,3 +105,48 @@ def test_after_one_refusal_no_form_is_served_from_the_cache(cached_app, body, ml
         query["password"] = "erin-password-2"
     assert ask(client, "GET if-none-match", query, etag).status_code == 304
 
+
+def test_a_renamed_experiments_name_serves_the_new_experiment_at_once(cached_app, body,
+                                                                      mlflow_server, admin_client):
+    """Issue 19's scenario: E2 read by A (its listing and resolution cached); E2 renamed
+    and a new E2 made that only B may read (B may not read the old one). B gets the new
+    E2's runs at once, not 403; A is refused the new E2, never shown the old one's runs
+    under its name; a caller who may read both gets the new one's."""
+    name = unique("e2")
+    old_id, old_run = finished_experiment(admin_client, name)
+    a, b = new_user(mlflow_server), new_user(mlflow_server)
+    mlflow_server.grant(b, old_id, "DENY")
+    client = cached_app(**LONG).test_client()
+    query = body(experiment_name=name, include_metric_history=False)
+    as_a, as_b = (dict(query, username=user, password="erin-password-1") for user in (a, b))
+
+    def runs(answer):
+        return [run["run_id"] for run in answer.get_json()["runs"]]
+    assert runs(poll(client, as_a)) == [old_run]
+    mlflow_server.rename_experiment(old_id, name + "-old")
+    new_id, new_run = finished_experiment(admin_client, name)
+    mlflow_server.grant(a, new_id, "DENY")
+    assert runs(poll(client, as_b)) == [new_run]
+    for _ in range(3):
+        assert old_run.encode() not in poll(client, as_a, status=403).data
+        assert runs(poll(client, as_b)) == [new_run]
+    assert runs(poll(client, body(experiment_name=name, include_metric_history=False))) == [new_run]
+
+
+def test_a_reader_of_both_is_shown_the_new_experiment_under_the_name(cached_app, body,
+                                                                     mlflow_server, admin_client):
+    """C may read the old and the new experiment, and holds no grant yet: MLflow's answer
+    to C's grant check names the cached listing's experiment otherwise (renamed), so the
+    name is resolved again, not answered with the old experiment's runs."""
+    name = unique("e2")
+    old_id, old_run = finished_experiment(admin_client, name)
+    a, c = new_user(mlflow_server), new_user(mlflow_server)
+    client = cached_app(**LONG).test_client()
+    query = body(experiment_name=name, include_metric_history=False)
+    as_a, as_c = (dict(query, username=user, password="erin-password-1") for user in (a, c))
+    assert [run["run_id"] for run in poll(client, as_a).get_json()["runs"]] == [old_run]
+    mlflow_server.rename_experiment(old_id, name + "-old")
+    _, new_run = finished_experiment(admin_client, name)
+    answer = poll(client, as_c).get_json()
+    assert [run["run_id"] for run in answer["runs"]] == [new_run]
+    assert [run["run_id"] for run in poll(client, as_a).get_json()["runs"]] == [new_run]

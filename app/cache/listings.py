@@ -73,6 +73,13 @@ class Listings:
             self.experiment_key(target, "id", kept["experiment_id"]),
             self.experiment_key(target, "name", kept["name"]))}, self.auth_ttl)
 
+    def forget_experiment(self, target, experiment):
+        """An experiment as resolved before MLflow's answer contradicted it (renamed,
+        replaced under its name, gone, refused): under its name and its id."""
+        if self.auth_ttl > 0 and experiment:
+            self.store.delete_many([self.experiment_key(target, "id", experiment["experiment_id"]),
+                                    self.experiment_key(target, "name", experiment["name"])])
+
     def epoch_key(self, target) -> str:
         return "epoch:" + self.seal.mac("epoch", *keys.account(target))
 
