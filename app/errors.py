@@ -12,6 +12,7 @@ validation failures and maps each offending field to its messages.
 import logging
 
 import marshmallow as ma
+from flask import current_app
 from werkzeug import exceptions as http
 
 from app.mlflow import errors as mlflow
@@ -68,10 +69,21 @@ def for_mlflow(exc: mlflow.MlflowError) -> http.HTTPException:
                          f"with {mlflow.NOT_AN_MLFLOW_ERROR}.")
 
 
+def refused(exc: mlflow.MlflowError):
+    """What a failed MLflow call of a request means for the cache: MLflow refusing these
+    credentials (401, 403) drops every grant they hold, at once, so that no cached answer
+    is served to them until MLflow says yes again (docs/cache.md, the auth guarantee)."""
+    if isinstance(exc, mlflow.Rejected) and exc.status in (401, 403):
+        current_app.extensions["run_cache"].drop_grants(exc.target)
+
+
 def register_errorhandlers(app):
     """MLflow's failures in the one error shape (flask-smorest's ``Api`` answers every
-    HTTPException the same way: app/extensions.py)."""
-    app.register_error_handler(mlflow.MlflowError, lambda exc: error_payload(for_mlflow(exc)))
+    HTTPException the same way: app/extensions.py), once ``refused`` has seen them."""
+    def answer(exc):
+        refused(exc)
+        return error_payload(for_mlflow(exc))
+    app.register_error_handler(mlflow.MlflowError, answer)
 
 
 def error_payload(error: http.HTTPException):

@@ -13,6 +13,7 @@ def health(ctx) -> dict:
         found = len(ctx.mlflow.search_experiments())
     except MlflowError as exc:
         # /health is a diagnostic: it names the cause instead of failing.
+        errors.refused(exc)
         answer = errors.for_mlflow(exc)
         return dict(report, status="unhealthy", mlflow_accessible=False,
                     experiments_found=None, error=answer.description, error_code=answer.code)

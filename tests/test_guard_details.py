@@ -123,6 +123,22 @@ def test_listing_and_grant_keys_tell_callers_apart(other):
     assert (cache.list_key(CALLER, QUERY) == cache.list_key(other, QUERY)) == same_server
 
 
+def test_a_callers_epoch_key_is_a_mac_of_uri_username_and_password_only():
+    """One epoch for the caller whichever TLS choice, never another password's or user's
+    or server's; its name holds no credential."""
+    cache = keys()
+    assert cache.epoch_key(CALLER) == cache.epoch_key(
+        MlflowTarget(uri="HTTPS://mlflow.internal:443/", username="alice", password="pw",
+                     verify_tls=False))
+    for other in (MlflowTarget(uri="https://mlflow.internal", username="alice", password="pw2"),
+                  MlflowTarget(uri="https://mlflow.internal", username="bob", password="pw"),
+                  MlflowTarget(uri="https://mlflow.internal/other", username="alice", password="pw")):
+        assert cache.epoch_key(CALLER) != cache.epoch_key(other)
+    key = cache.epoch_key(CALLER)
+    assert key == "epoch:" + cache.seal.mac("epoch", "https://mlflow.internal", "alice", "pw")
+    assert key not in {cache.grant_key(CALLER, "1"), cache.experiment_key(CALLER, "name", "1")}
+
+
 def test_keys_are_macs_of_their_parts_as_a_list():
     cache = keys()
     assert cache.seal.mac("a:b", "c") != cache.seal.mac("a", "b:c")

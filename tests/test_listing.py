@@ -4,6 +4,7 @@ import dataclasses
 
 import pytest
 
+from app.mlflow.errors import Rejected
 from app.mlflow.target import MlflowTarget
 from app.runs.listing import listing
 from app.runs.query import Selection
@@ -102,7 +103,7 @@ def test_an_experiment_named_like_another_ones_id_is_never_taken_for_it():
 
 def test_grants_are_never_held_with_auth_cache_ttl_0():
     cache, target = memory_cache(auth_ttl=0), MlflowTarget("http://mlflow.test", "alice", "pw")
-    cache.record_grant(target, "1")
+    cache.record_grant(target, "1", "an-epoch")
     assert cache.has_grant(target, "1") is False
 
 
@@ -158,3 +159,161 @@ def test_a_grant_asked_again_for_a_cached_listing_is_kept_for_the_next_polls():
     for _ in range(3):
         assert listing(context(mlflow, cache), Selection(experiment_id="1"))[1]   # cached
     assert mlflow.calls == [("get_experiment", "1")]
+
+
+# --- refusals drop grants (issue 19, item 4) ----------------------------------------------
+
+def test_a_refusal_drops_every_grant_of_the_caller_and_only_theirs():
+    """Every experiment, either TLS choice, however the URI is spelled; not another
+    password's, user's or server's grants."""
+    cache = memory_cache()
+    caller = MlflowTarget("http://mlflow.test", "alice", "pw")
+    same = [caller, MlflowTarget("HTTP://mlflow.test:80/", "alice", "pw", verify_tls=False)]
+    others = [MlflowTarget("http://mlflow.test", "alice", "other-pw"),
+              MlflowTarget("http://mlflow.test", "bob", "pw"),
+              MlflowTarget("http://other-mlflow.test", "alice", "pw")]
+    for target in same + others:
+        for experiment_id in ("1", "2"):
+            cache.record_grant(target, experiment_id, cache.epoch(target))
+    assert all(cache.has_grant(t, e) for t in same + others for e in ("1", "2"))
+    cache.drop_grants(caller)
+    assert not any(cache.has_grant(t, e) for t in same for e in ("1", "2"))
+    assert all(cache.has_grant(t, e) for t in others for e in ("1", "2"))
+
+
+def test_a_yes_given_before_a_refusal_grants_nothing_when_recorded_after_it():
+    """The grant check of a cached listing asks MLflow; while MLflow answers yes, another
+    request of the caller is refused. The grant recorded after that refusal is not held:
+    the next poll asks MLflow again."""
+    mlflow = ScriptedApi(EXPERIMENTS, RUNS)
+    cache = memory_cache()
+    listing(context(mlflow, cache), Selection(experiment_id="1"))
+    cache.drop_grants(mlflow.target)
+    mlflow.during["get_experiment"] = lambda: cache.drop_grants(mlflow.target)
+    assert listing(context(mlflow, cache), Selection(experiment_id="1"))[1]  # MLflow said yes
+    assert not cache.has_grant(mlflow.target, "1")
+    del mlflow.during["get_experiment"]
+    mlflow.calls.clear()
+    listing(context(mlflow, cache), Selection(experiment_id="1"))
+    assert mlflow.calls == [("get_experiment", "1")]
+    assert cache.has_grant(mlflow.target, "1")  # MLflow's yes with no refusal since: held
+
+
+def test_a_search_answered_before_a_refusal_grants_nothing_when_recorded_after_it():
+    mlflow = ScriptedApi(EXPERIMENTS, RUNS)
+    cache = memory_cache()
+    mlflow.during["search_runs"] = lambda: cache.drop_grants(mlflow.target)
+    listing(context(mlflow, cache), Selection(experiment_id="1"))
+    assert not cache.has_grant(mlflow.target, "1")
+
+
+def test_a_warm_listing_reads_the_cache_twice_and_writes_nothing():
+    """The listing, then the grant with the caller's epoch in the same read: the epoch
+    costs a warm poll no round trip."""
+    mlflow = ScriptedApi(EXPERIMENTS, RUNS)
+    cache = memory_cache()
+    listing(context(mlflow, cache), Selection(experiment_id="1"))
+    reads, writes = [], []
+    get_many, set_many, delete_many = (cache.store.get_many, cache.store.set_many,
+                                       cache.store.delete_many)
+    cache.store.get_many = lambda keys, **kw: reads.append(list(keys)) or get_many(keys, **kw)
+    cache.store.set_many = lambda values, ttl: writes.append(values) or set_many(values, ttl)
+    cache.store.delete_many = lambda keys: writes.append(keys) or delete_many(keys)
+    mlflow.calls.clear()
+    assert listing(context(mlflow, cache), Selection(experiment_id="1"))[1]
+    assert mlflow.calls == [] and writes == []
+    assert [[key.split(":")[0] for key in keys] for keys in reads] == [["list"], ["grant", "epoch"]]
+
+
+# --- an experiment's remembered resolution and MLflow's answer (issue 19, item 5) ----------
+
+def renamed_and_replaced(mlflow):
+    """Experiment 1 ("exp") renamed "exp-old"; a new experiment 2 named "exp", with run n."""
+    mlflow.experiments["1"] = dict(mlflow.experiments["1"], name="exp-old")
+    mlflow.experiments["2"] = {"experiment_id": "2", "name": "exp", "lifecycle_stage": "active"}
+    mlflow.runs["n"] = run("n", experiment_id="2", start=5)
+
+
+def another_caller(mlflow, user):
+    """The same MLflow, as ``user``."""
+    other = ScriptedApi(target=MlflowTarget("http://mlflow.test", user, "pw2"))
+    other.experiments, other.runs = mlflow.experiments, mlflow.runs
+    return other
+
+
+def test_a_cached_listing_by_name_refused_to_a_caller_is_made_anew_for_the_name_now():
+    alice = ScriptedApi(EXPERIMENTS, RUNS)
+    cache = memory_cache()
+    listing(context(alice, cache), Selection(experiment_name="exp"))
+    renamed_and_replaced(alice)
+    bob = another_caller(alice, "bob")
+    bob.forbidden = {"1"}
+    found, cached = listing(context(bob, cache), Selection(experiment_name="exp"))
+    assert not cached and [r["info"]["run_id"] for r in found["runs"]] == ["n"]
+    alice.forbidden = {"2"}
+    with pytest.raises(Rejected) as refused:  # alice is never shown experiment 1's runs as "exp"
+        listing(context(alice, cache), Selection(experiment_name="exp"))
+    assert refused.value.status == 403
+
+
+def test_a_grant_check_naming_the_experiment_otherwise_makes_the_listing_anew():
+    """carol may read both: MLflow's answer to her grant check names experiment 1
+    "exp-old", so the listing cached for "exp" is of another experiment now."""
+    alice = ScriptedApi(EXPERIMENTS, RUNS)
+    cache = memory_cache()
+    listing(context(alice, cache), Selection(experiment_name="exp"))
+    renamed_and_replaced(alice)
+    found, _ = listing(context(another_caller(alice, "carol"), cache), Selection(experiment_name="exp"))
+    assert found["experiment"] == {"experiment_id": "2", "name": "exp"}
+    assert [r["info"]["run_id"] for r in found["runs"]] == ["n"]
+
+
+def test_a_refused_listing_by_id_is_not_asked_twice():
+    """An id names one experiment for good: MLflow's 403 to the grant check stands."""
+    alice = ScriptedApi(EXPERIMENTS, RUNS)
+    cache = memory_cache()
+    listing(context(alice, cache), Selection(experiment_id="1"))
+    bob = another_caller(alice, "bob")
+    bob.forbidden = {"1"}
+    with pytest.raises(Rejected):
+        listing(context(bob, cache), Selection(experiment_id="1"))
+    assert bob.calls == [("get_experiment", "1")]
+
+
+def test_a_remembered_name_the_run_contradicts_is_asked_again():
+    """run_id with experiment_name: the run is in the experiment the name is now, not in
+    the one the cache remembers for it."""
+    alice = ScriptedApi(EXPERIMENTS, RUNS)
+    cache = memory_cache(list_ttl=0)
+    listing(context(alice, cache), Selection(experiment_name="exp"))  # name and grant cached
+    renamed_and_replaced(alice)
+    found, _ = listing(context(alice, cache), Selection(experiment_name="exp", run_id="n"))
+    assert [r["info"]["run_id"] for r in found["runs"]] == ["n"]
+    assert found["experiment"]["experiment_id"] == "2"
+    assert cache.get_experiment(alice.target, "name", "exp")["experiment_id"] == "2"
+
+
+def test_a_remembered_experiment_gone_is_resolved_by_its_name_again():
+    """No runs in the remembered experiment, and MLflow has it no more (404): the name is
+    asked of MLflow, not answered 404."""
+    alice = ScriptedApi(EXPERIMENTS, RUNS)
+    cache = memory_cache(list_ttl=0)
+    listing(context(alice, cache), Selection(experiment_name="exp"))
+    del alice.experiments["1"]
+    for run_id in ("a", "b"):
+        del alice.runs[run_id]
+    alice.experiments["2"] = {"experiment_id": "2", "name": "exp", "lifecycle_stage": "active"}
+    alice.runs["n"] = run("n", experiment_id="2")
+    found, _ = listing(context(alice, cache), Selection(experiment_name="exp"))
+    assert [r["info"]["run_id"] for r in found["runs"]] == ["n"]
+    assert cache.get_experiment(alice.target, "id", "1") is None  # forgotten
+
+
+def test_a_name_mlflow_resolves_otherwise_forgets_the_old_experiments_resolution():
+    alice = ScriptedApi(EXPERIMENTS, RUNS)
+    cache = memory_cache(list_ttl=0)
+    listing(context(alice, cache), Selection(experiment_name="exp"))
+    renamed_and_replaced(alice)
+    listing(context(another_caller(alice, "bob"), cache), Selection(experiment_name="exp"))
+    assert cache.get_experiment(alice.target, "name", "exp")["experiment_id"] == "2"
+    assert cache.get_experiment(alice.target, "id", "1") is None  # it said "exp"

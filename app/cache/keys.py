@@ -38,6 +38,12 @@ def caller(target) -> list:
     return [normalize_uri(target.uri), target.username, target.password, target.verify_tls]
 
 
+def account(target) -> list:
+    """Who a caller is to an MLflow server, however the connection is made: the
+    normalized URI, username and password (what a refusal of MLflow's is about)."""
+    return [normalize_uri(target.uri), target.username, target.password]
+
+
 def server(target) -> list:
     """What tells MLflow servers apart, whoever asks: the normalized URI and whether
     its certificate is checked (a listing made without checks never serves a request

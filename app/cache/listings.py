@@ -8,11 +8,31 @@
   shared listing's refresh is one run search (AUTH_CACHE_TTL; used only by a caller
   holding a grant for it).
 * ``grant:<MAC of uri, username, password, TLS verification, experiment>`` - MLflow
-  accepted these credentials for this experiment (AUTH_CACHE_TTL).
+  accepted these credentials for this experiment (AUTH_CACHE_TTL); its value is the
+  caller's epoch it was recorded under.
+* ``epoch:<MAC of uri, username, password>`` - the caller's *epoch*, a random token: a
+  grant holds only while its value is the current epoch (read in the same MGET as the
+  grant). A refusal of MLflow's deletes the epoch, so every grant of the caller, for
+  every experiment and TLS choice, goes at once, and no later epoch is ever the same.
 """
+import secrets
+from dataclasses import dataclass
+
 import orjson
 
 from app.cache import keys
+
+# An epoch lives this many AUTH_CACHE_TTLs (a grant lives one): when it expires, the
+# caller's grants are asked of MLflow again, once.
+EPOCH_LIFETIMES = 10
+
+
+@dataclass(frozen=True)
+class GrantCheck:
+    """A grant as read from the cache, with the caller's epoch it was read with."""
+
+    held: bool          # MLflow accepted these credentials for the experiment recently
+    epoch: str | None   # the caller's current epoch (None: there is none, or no cache)
 
 
 class Listings:
@@ -53,14 +73,51 @@ class Listings:
             self.experiment_key(target, "id", kept["experiment_id"]),
             self.experiment_key(target, "name", kept["name"]))}, self.auth_ttl)
 
-    def has_grant(self, target, experiment_id) -> bool:
-        if self.auth_ttl <= 0:
-            return False
-        return self.store.get_many([self.grant_key(target, experiment_id)]) == [1]
+    def forget_experiment(self, target, experiment):
+        """An experiment as resolved before MLflow's answer contradicted it (renamed,
+        replaced under its name, gone, refused): under its name and its id."""
+        if self.auth_ttl > 0 and experiment:
+            self.store.delete_many([self.experiment_key(target, "id", experiment["experiment_id"]),
+                                    self.experiment_key(target, "name", experiment["name"])])
 
-    def record_grant(self, target, experiment_id):
+    def epoch_key(self, target) -> str:
+        return "epoch:" + self.seal.mac("epoch", *keys.account(target))
+
+    def check_grant(self, target, experiment_id) -> GrantCheck:
+        """The grant and the caller's epoch, in one read."""
+        if self.auth_ttl <= 0:
+            return GrantCheck(False, None)
+        granted, epoch = self.store.get_many([self.grant_key(target, experiment_id),
+                                              self.epoch_key(target)])
+        epoch = epoch if isinstance(epoch, str) else None
+        return GrantCheck(epoch is not None and granted == epoch, epoch)
+
+    def has_grant(self, target, experiment_id) -> bool:
+        return self.check_grant(target, experiment_id).held
+
+    def epoch(self, target, check: GrantCheck = None) -> str | None:
+        """The epoch to record the grants of an ask under, taken *before* MLflow is
+        asked: a refusal seen meanwhile deletes it, and so drops what this ask records
+        (MLflow's yes may predate the revocation). As ``check`` read it, else read; made
+        if there is none."""
+        if self.auth_ttl <= 0:
+            return None
+        key = self.epoch_key(target)
+        current = check.epoch if check else self.store.get_many([key])[0]
+        if isinstance(current, str):
+            return current
+        made = secrets.token_hex(16)
+        return made if self.store.set_many({key: made}, self.auth_ttl * EPOCH_LIFETIMES) else None
+
+    def record_grant(self, target, experiment_id, epoch: str | None):
+        """MLflow accepted these credentials for this experiment, asked under ``epoch``."""
+        if self.auth_ttl > 0 and epoch:
+            self.store.set_many({self.grant_key(target, experiment_id): epoch}, self.auth_ttl)
+
+    def drop_grants(self, target):
+        """MLflow refused these credentials: every grant they hold goes, at once."""
         if self.auth_ttl > 0:
-            self.store.set_many({self.grant_key(target, experiment_id): 1}, self.auth_ttl)
+            self.store.delete_many([self.epoch_key(target)])
 
     def get_listing(self, key):
         if self.list_ttl <= 0:

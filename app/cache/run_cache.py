@@ -24,6 +24,9 @@ with a TTL:
   accepted these credentials for this experiment, over a connection made this way (a
   grant obtained without certificate checks says nothing about a request that wants
   them). TTL ``AUTH_CACHE_TTL``. A cached run is served only while such a grant exists.
+* ``epoch:<MAC of uri, username, password>`` - the caller's epoch, which a grant's value
+  must equal: a refusal of MLflow's deletes it, dropping every grant of the caller at
+  once (app/cache/listings.py). TTL ``10 x AUTH_CACHE_TTL``.
 * ``lock:<key>`` - single flight: one request asks MLflow, the others wait (locks
   expire by themselves; see ``app.store``).
 

@@ -1,7 +1,9 @@
 """Request helpers shared by the tests (and by the benchmarks where they fit): request
 bodies, posting with a status check, strict JSON, what the schema accepts."""
+import base64
 import json
 import math
+from urllib.parse import urlencode
 
 import marshmallow as ma
 
@@ -18,6 +20,24 @@ def poll(client, body, status=200, route="/mlflow/runs"):
     response = client.post(route, json=body)
     assert response.status_code == status, response.get_data(as_text=True)[:300]
     return response
+
+
+def basic(user, password) -> str:
+    """An ``Authorization: Basic`` header's value."""
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def get_form(body, route="/mlflow/runs", **headers):
+    """(URL, headers) of the GET form of a request ``body``: its fields as query parameters
+    (list fields repeated, booleans as true/false), its credentials in the header."""
+    fields = dict(body)
+    user, password = fields.pop("username", None), fields.pop("password", None)
+    params = [(name, str(v).lower() if isinstance(v, bool) else str(v))
+              for name, value in fields.items()
+              for v in (value if isinstance(value, (list, tuple)) else [value])]
+    if user is not None or password is not None:
+        headers["Authorization"] = basic(user or "", password or "")
+    return f"{route}?{urlencode(params)}", headers
 
 
 def strict_json(raw: bytes):

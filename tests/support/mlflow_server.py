@@ -152,3 +152,21 @@ class MlflowServer(Managed):
             "resource_id": str(experiment_id), "permission": permission,
         })
         r.raise_for_status()
+
+    def ungrant(self, username: str, experiment_id: str) -> None:
+        """Remove the user's own permission on the experiment: the default (READ) applies."""
+        r = self.request("POST", "/api/3.0/mlflow/users/permissions/revoke", json={
+            "username": username, "resource_type": "experiment", "resource_id": str(experiment_id)})
+        r.raise_for_status()
+
+    def set_password(self, username: str, password: str) -> None:
+        """As admin (MLflow then asks for no current password)."""
+        r = self.request("PATCH", "/api/2.0/mlflow/users/update-password",
+                         json={"username": username, "password": password})
+        r.raise_for_status()
+        self.users[username] = password
+
+    def rename_experiment(self, experiment_id: str, new_name: str) -> None:
+        r = self.request("POST", "/api/2.0/mlflow/experiments/update",
+                         json={"experiment_id": str(experiment_id), "new_name": new_name})
+        r.raise_for_status()

@@ -43,14 +43,25 @@ class ScriptedApi:
         self.runs = {r["info"]["run_id"]: r for r in runs}
         self.calls = []
         self.refuse = {}  # endpoint name -> (status, error_code): every call to it is Rejected
+        # Experiments this caller may not read, as a basic-auth MLflow treats them: 403 when
+        # asked for, left out of run searches.
+        self.forbidden = set()
+        # endpoint name -> what happens meanwhile (another request's doing) when it is called
+        self.during = {}
         self._lock = threading.Lock()
 
     def _called(self, name, *args):
         with self._lock:
             self.calls.append((name, *args))
+        if name in self.during:
+            self.during[name]()
         if name in self.refuse:
             status, code = self.refuse[name]
             raise Rejected(self.target, status, code, f"refused by the script ({code})", name)
+
+    def _check(self, experiment_id):
+        if experiment_id in self.forbidden:
+            raise Rejected(self.target, 403, "PERMISSION_DENIED", "Permission denied", "get")
 
     def _missing(self, what):
         return Rejected(self.target, 404, "RESOURCE_DOES_NOT_EXIST", f"No {what}", "get")
@@ -64,12 +75,14 @@ class ScriptedApi:
         self._called("get_experiment", experiment_id)
         if experiment_id not in self.experiments:
             raise self._missing(f"experiment {experiment_id}")
+        self._check(experiment_id)
         return self.experiments[experiment_id]
 
     def get_experiment_by_name(self, name):
         self._called("get_experiment_by_name", name)
         for experiment in self.experiments.values():
             if experiment["name"] == name:
+                self._check(experiment["experiment_id"])
                 return experiment
         raise self._missing(f"experiment named {name}")
 
@@ -77,12 +90,14 @@ class ScriptedApi:
         self._called("get_run", run_id)
         if run_id not in self.runs:
             raise self._missing(f"run {run_id}")
+        self._check(self.runs[run_id]["info"]["experiment_id"])
         return self.runs[run_id]
 
     def search_runs(self, experiment_ids, limit, view_type="ACTIVE_ONLY", *, filter_string=None,
                     order_by=None):
         self._called("search_runs", tuple(experiment_ids), limit, filter_string)
         found = [r for r in self.runs.values() if r["info"]["experiment_id"] in experiment_ids
+                 and r["info"]["experiment_id"] not in self.forbidden
                  and (view_type == "ALL" or r["info"]["lifecycle_stage"] == "active")]
         rest = filter_string or ""
         wanted = RUN_IDS_IN.search(rest)
