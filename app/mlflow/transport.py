@@ -7,15 +7,14 @@ with one pooled ``requests.Session`` per process, and raises the small family of
 """
 import threading
 import time
-from http.cookiejar import DefaultCookiePolicy
 
 import requests
 import urllib3
-from requests.adapters import HTTPAdapter
 
 from app import observability
 from app.mlflow import wording
 from app.mlflow.errors import DeadlineSpent
+from app.mlflow.session import shared_session
 from app.mlflow.shapes import WrongShape
 
 # insecure_tls is the caller's explicit choice; a warning per request would only flood the log.
@@ -54,27 +53,6 @@ class CallCounter:
     def add(self):
         with self._lock:
             self.count += 1
-
-
-_session_lock = threading.Lock()
-_sessions: dict[int, requests.Session] = {}
-
-
-def shared_session(pool_size: int) -> requests.Session:
-    """One keep-alive session per process (and pool size), reused by every request."""
-    with _session_lock:
-        session = _sessions.get(pool_size)
-        if session is None:
-            session = requests.Session()
-            # A cookie MLflow (or a proxy) sets for one caller must never ride along
-            # with another caller's request on this shared session.
-            session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
-            session.trust_env = False  # no ~/.netrc credentials or proxy surprises
-            adapter = HTTPAdapter(pool_connections=16, pool_maxsize=pool_size, max_retries=0)
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
-            _sessions[pool_size] = session
-        return session
 
 
 class Transport:
