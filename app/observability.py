@@ -30,6 +30,8 @@ from flask import Response, g, has_request_context, request
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, multiprocess
 from prometheus_client.exposition import choose_encoder
 
+from app.mlflow import errors as mlflow_errors
+
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("mlflow_logs.access")
 
@@ -83,10 +85,10 @@ def observe_mlflow(endpoint: str, send, *args, **kwargs):
         response = send(*args, **kwargs)
         status = str(response.status_code)
         return response
-    except requests.exceptions.Timeout:
+    except (requests.exceptions.Timeout, mlflow_errors.DeadlineSpent):
         status = "timeout"
         raise
-    except requests.exceptions.SSLError:
+    except (requests.exceptions.SSLError, mlflow_errors.TlsFailure):
         status = "tls_error"
         raise
     finally:

@@ -6,7 +6,9 @@ import time
 
 import pytest
 
+from tests.support import hostile_mlflow
 from tests.support.calls import poll
+from tests.support.hostile_mlflow import HostileMlflow
 
 
 @pytest.fixture
@@ -177,3 +179,20 @@ def test_a_non_http_services_banner_is_never_echoed(client, banner_server, route
     assert response.status_code == (200 if route == "/health" else 502)
     assert SECRET not in response.get_data(as_text=True)
     assert "Cannot reach MLflow" in error_of(response)
+
+
+# --- http_timeout is a deadline, however slowly MLflow sends ----------------------------------
+
+@pytest.mark.parametrize("dribble", ["dribble_headers", "dribble_body", "tls_handshake"])
+def test_a_dribbling_answer_is_a_504_at_http_timeout(client, dribble):
+    """A byte every 0.2 s never trips a socket timeout; the deadline still ends the call."""
+    with HostileMlflow(getattr(hostile_mlflow, dribble, None)) as mlflow:
+        if dribble == "tls_handshake":
+            mlflow.tls_dribble()
+        started = time.monotonic()
+        response = client.post("/mlflow/experiments", json={
+            "tracking_uri": mlflow.uri, "insecure_tls": True, "http_timeout": 2})
+        took = time.monotonic() - started
+    assert response.status_code == 504, response.get_json()
+    assert "did not answer within http_timeout=2s" in response.get_json()["message"]
+    assert 2 <= took < 2 + 0.5  # the deadline, not a socket timeout, ended it

@@ -14,7 +14,7 @@ import urllib3
 from app import observability
 from app.mlflow import wording
 from app.mlflow.errors import DeadlineSpent
-from app.mlflow.session import shared_session
+from app.mlflow.session import shared_session, watched
 from app.mlflow.shapes import WrongShape
 
 # insecure_tls is the caller's explicit choice; a warning per request would only flood the log.
@@ -28,10 +28,10 @@ class Deadline:
 
     def __init__(self, seconds: float):
         self.seconds = seconds
-        self._expires = time.monotonic() + seconds
+        self.expires = time.monotonic() + seconds
 
     def remaining(self) -> float:
-        return self._expires - time.monotonic()
+        return self.expires - time.monotonic()
 
     def check(self, target=None) -> float:
         left = self.remaining()
@@ -91,17 +91,29 @@ class Transport:
         url = self.target.uri.rstrip("/") + endpoint
         timeout = self.deadline.check()
         self.calls.add()
+        # Socket timeouts bound each read, not the call: the watch shuts the call's sockets
+        # down when the deadline passes (app/mlflow/session.py).
+        with watched(self.deadline.expires) as watch:
+            return observability.observe_mlflow(endpoint, self._exchange, watch, method, url,
+                                                params, body, timeout)
+
+    def _exchange(self, watch, method, url, params, body, timeout):
         try:
-            return observability.observe_mlflow(
-                endpoint, self.session.request,
+            response = self.session.request(
                 method, url, params=params, json=body, headers=self.target.headers,
-                verify=self.target.verify_tls, timeout=timeout, allow_redirects=False,
-            )
-        except requests.exceptions.SSLError as exc:
-            raise wording.tls_error(self.target, exc) from None
-        except requests.exceptions.Timeout:  # each call waits what is left of the deadline
-            raise DeadlineSpent(self.target, f"{self.target.label} did not answer within "
-                                f"http_timeout={self.deadline.seconds:g}s; raise http_timeout "
-                                "or ask for fewer runs.") from None
+                verify=self.target.verify_tls, timeout=timeout, allow_redirects=False)
         except requests.exceptions.RequestException as exc:
-            raise wording.connection_error(self.target, exc) from None
+            raise self._failure(watch, exc) from None
+        if watch.fired:  # cut short by the watch: what came may look whole, yet is not
+            raise self._failure(watch, None)
+        return response
+
+    def _failure(self, watch, exc):
+        """The MLflow error for ``exc``, a call's failure."""
+        if watch.fired or isinstance(exc, requests.exceptions.Timeout):
+            return DeadlineSpent(self.target, f"{self.target.label} did not answer within "
+                                 f"http_timeout={self.deadline.seconds:g}s; raise http_timeout "
+                                 "or ask for fewer runs.")
+        if isinstance(exc, requests.exceptions.SSLError):
+            return wording.tls_error(self.target, exc)
+        return wording.connection_error(self.target, exc)
