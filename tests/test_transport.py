@@ -7,7 +7,7 @@ import time
 import pytest
 
 from tests.support import hostile_mlflow
-from tests.support.calls import poll
+from tests.support.calls import mlflow_requests, poll
 from tests.support.hostile_mlflow import HostileMlflow
 
 
@@ -186,6 +186,8 @@ def test_a_non_http_services_banner_is_never_echoed(client, banner_server, route
 @pytest.mark.parametrize("dribble", ["dribble_headers", "dribble_body", "tls_handshake"])
 def test_a_dribbling_answer_is_a_504_at_http_timeout(client, dribble):
     """A byte every 0.2 s never trips a socket timeout; the deadline still ends the call."""
+    endpoint = "/api/2.0/mlflow/experiments/search"
+    counted = mlflow_requests(client, endpoint, "timeout")
     with HostileMlflow(getattr(hostile_mlflow, dribble, None)) as mlflow:
         if dribble == "tls_handshake":
             mlflow.tls_dribble()
@@ -196,3 +198,4 @@ def test_a_dribbling_answer_is_a_504_at_http_timeout(client, dribble):
     assert response.status_code == 504, response.get_json()
     assert "did not answer within http_timeout=2s" in response.get_json()["message"]
     assert 2 <= took < 2 + 0.5  # the deadline, not a socket timeout, ended it
+    assert mlflow_requests(client, endpoint, "timeout") == counted + 1
