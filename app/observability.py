@@ -63,7 +63,7 @@ CACHE_ERRORS = Counter(
 MLFLOW_REQUESTS = Counter(
     "mlflow_logs_mlflow_requests_total",
     "HTTP requests to MLflow (each retry counts), by endpoint and MLflow's status "
-    "(or timeout / tls_error / unreachable)", ["endpoint", "status"])
+    "(or timeout / tls_error / too_large / unreachable)", ["endpoint", "status"])
 MLFLOW_SECONDS = Histogram(
     "mlflow_logs_mlflow_request_duration_seconds", "Latency of HTTP requests to MLflow",
     ["endpoint"], buckets=SECONDS)
@@ -90,6 +90,9 @@ def observe_mlflow(endpoint: str, send, *args, **kwargs):
         raise
     except (requests.exceptions.SSLError, mlflow_errors.TlsFailure):
         status = "tls_error"
+        raise
+    except mlflow_errors.Oversized:
+        status = "too_large"
         raise
     finally:
         MLFLOW_SECONDS.labels(label).observe(time.perf_counter() - started)

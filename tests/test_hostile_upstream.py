@@ -17,6 +17,7 @@ from tests.support.memory import MB, measure
 
 pytestmark = pytest.mark.server
 THREADS = 8  # gunicorn.conf.py's default GUNICORN_THREADS
+PEAK = 160 * MB  # measured: +91 MB (endless pages), +64, +64, +30; before: ~1 GB for the first three
 
 
 @pytest.fixture(scope="module")
@@ -47,3 +48,27 @@ def test_dribbling_servers_hold_no_thread_past_http_timeout(service):
         assert 2 <= took < 2 + 1.0, took
     assert requests.get(f"{service.base}/healthz", timeout=5).status_code == 200
     assert usage.grew < 20 * MB
+
+
+# (what the server sends, the setting the 502 names): each made when its test runs.
+SENDERS = {
+    "endless pages": (lambda: hostile_mlflow.endless_pages, "MLFLOW_MAX_PAGES=200"),
+    "gzip bomb": (lambda: hostile_mlflow.gzip_bomb(300), "MLFLOW_MAX_ANSWER_MB=64"),
+    "200 MB name": (lambda: hostile_mlflow.huge_name(200, length=False), "MLFLOW_MAX_ANSWER_MB=64"),
+    "10 MB name": (lambda: hostile_mlflow.huge_name(10), "MLFLOW_MAX_FIELD_CHARS=65536"),
+}
+
+
+@pytest.mark.parametrize("sender", list(SENDERS))
+def test_what_a_server_sends_costs_a_worker_bounded_memory(service, sender):
+    """Endless experiment pages (1,000 a page), 300 MB of spaces gzipped to 300 KB, a 200 MB
+    experiment name (no Content-Length: only reading tells), a 10 MB one: each a 502 naming
+    the limit it passed, the worker's peak RSS at most PEAK above where it was."""
+    make, setting = SENDERS[sender]
+    [worker] = service.workers()
+    with HostileMlflow(make()) as mlflow, measure(worker) as usage:
+        response, took = ask(service, mlflow, 8)
+    print(f"\n{sender}: {usage.describe()}; {response.status_code} in {took:.2f} s")
+    assert response.status_code == 502, response.text[:300]
+    assert setting in response.json()["message"]
+    assert usage.grew < PEAK

@@ -36,6 +36,11 @@ class NotMlflow(MlflowError):
     """A 200 whose body is not what MLflow answers (not JSON, or JSON of another shape)."""
 
 
+class Oversized(MlflowError):
+    """An answer larger than the operator lets a server send (MLFLOW_MAX_ANSWER_MB), or
+    a paged read longer (MLFLOW_MAX_PAGES)."""
+
+
 class Rejected(MlflowError):
     """MLflow (or something in its place) answered a status other than 200.
 

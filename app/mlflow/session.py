@@ -205,6 +205,8 @@ def shared_session(pool_size: int) -> requests.Session:
             # with another caller's request on this shared session.
             session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
             session.trust_env = False  # no ~/.netrc credentials or proxy surprises
+            # The one coding app/mlflow/answers.py decodes, a step at a time.
+            session.headers["Accept-Encoding"] = "gzip"
             adapter = _Adapter(pool_connections=16, pool_maxsize=pool_size, max_retries=0)
             session.mount("http://", adapter)
             session.mount("https://", adapter)

@@ -12,7 +12,8 @@ import requests
 import urllib3
 
 from app import observability
-from app.mlflow import wording
+from app.mlflow import answers, shapes, wording
+from app.mlflow.answers import AnswerLimits, SizeBudget
 from app.mlflow.errors import DeadlineSpent
 from app.mlflow.session import shared_session, watched
 from app.mlflow.shapes import WrongShape
@@ -57,37 +58,40 @@ class CallCounter:
 
 class Transport:
     def __init__(self, target, deadline: Deadline, calls: CallCounter, *, max_retries: int = 2,
-                 pool_size: int = 8, session=None):
+                 pool_size: int = 8, limits: AnswerLimits = AnswerLimits(), session=None):
         self.target, self.deadline, self.calls = target, deadline, calls
-        self.max_retries = max_retries
+        self.max_retries, self.limits = max_retries, limits
         self.session = session or shared_session(pool_size)
 
-    def call(self, method: str, endpoint: str, *, params=None, body=None, shape=None) -> dict:
+    def call(self, method: str, endpoint: str, *, params=None, body=None, shape=None,
+             budget: SizeBudget | None = None) -> dict:
         """One MLflow REST call, retried on 429/503 while the deadline allows: its JSON
         object, checked by ``shape`` (app/mlflow/shapes.py). Raises ``Rejected`` for any
-        other status, ``NotMlflow`` for a body that is not MLflow's answer."""
+        other status, ``NotMlflow`` for a body that is not MLflow's answer, ``Oversized``
+        past ``budget`` (shared by a search's pages; by default the answer's own)."""
         for attempt in range(self.max_retries + 1):
-            response = self._send(method, endpoint, params, body)
-            if response.status_code not in RETRY_STATUSES or attempt == self.max_retries:
+            answer = self._send(method, endpoint, params, body, budget)
+            if answer.status_code not in RETRY_STATUSES or attempt == self.max_retries:
                 break
-            pause = wording.retry_after(response, default=0.25 * 2**attempt)
+            pause = wording.retry_after(answer, default=0.25 * 2**attempt)
             if pause >= self.deadline.remaining():
                 break
             time.sleep(pause)
-        if response.status_code != 200:
-            raise wording.rejected(self.target, response)
+        if answer.status_code != 200:
+            raise wording.rejected(self.target, answer)
         try:
-            data = wording.parse_json(response.content)
+            data = wording.parse_json(answer.content)
         except ValueError:
             raise wording.not_json_error(self.target) from None
         try:
             if not isinstance(data, dict):
                 raise WrongShape("it is not a JSON object")
-            return shape(data) if shape else data
+            with shapes.fields_at_most(self.limits.max_field_chars):
+                return shape(data) if shape else data
         except WrongShape as exc:
             raise wording.shape_error(self.target, endpoint, exc) from None
 
-    def _send(self, method, endpoint, params, body):
+    def _send(self, method, endpoint, params, body, budget) -> answers.Answer:
         url = self.target.uri.rstrip("/") + endpoint
         timeout = self.deadline.check()
         self.calls.add()
@@ -95,25 +99,38 @@ class Transport:
         # down when the deadline passes (app/mlflow/session.py).
         with watched(self.deadline.expires) as watch:
             return observability.observe_mlflow(endpoint, self._exchange, watch, method, url,
-                                                params, body, timeout)
+                                                endpoint, params, body, timeout, budget)
 
-    def _exchange(self, watch, method, url, params, body, timeout):
+    def _exchange(self, watch, method, url, endpoint, params, body, timeout, budget):
         try:
             response = self.session.request(
                 method, url, params=params, json=body, headers=self.target.headers,
-                verify=self.target.verify_tls, timeout=timeout, allow_redirects=False)
+                verify=self.target.verify_tls, timeout=timeout, allow_redirects=False,
+                stream=True)  # read here, within the limits
         except requests.exceptions.RequestException as exc:
             raise self._failure(watch, exc) from None
+        budget = budget or self.limits.budget()
+        try:
+            answer = answers.read(response, endpoint, budget)
+        except answers.TooLarge:
+            raise wording.too_large(self.target, endpoint, budget.limit, budget.answers) from None
+        except answers.Undecodable as exc:
+            raise wording.undecodable(self.target, endpoint, exc) from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise self._failure(watch, exc) from None
+        finally:
+            response.close()  # a no-op once read whole; else the connection is not reused
         if watch.fired:  # cut short by the watch: what came may look whole, yet is not
             raise self._failure(watch, None)
-        return response
+        return answer
 
     def _failure(self, watch, exc):
         """The MLflow error for ``exc``, a call's failure."""
-        if watch.fired or isinstance(exc, requests.exceptions.Timeout):
+        if watch.fired or isinstance(exc, (requests.exceptions.Timeout, TimeoutError,
+                                           urllib3.exceptions.TimeoutError)):
             return DeadlineSpent(self.target, f"{self.target.label} did not answer within "
                                  f"http_timeout={self.deadline.seconds:g}s; raise http_timeout "
                                  "or ask for fewer runs.")
-        if isinstance(exc, requests.exceptions.SSLError):
+        if isinstance(exc, (requests.exceptions.SSLError, urllib3.exceptions.SSLError)):
             return wording.tls_error(self.target, exc)
         return wording.connection_error(self.target, exc)

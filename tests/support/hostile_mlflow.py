@@ -16,6 +16,9 @@ Each behaviour is a function ``(handler) -> None`` answering one request on a re
 ``server.tls_dribble()`` instead plays a TLS server whose handshake dribbles (one byte of
 a 16 KB record per ``DRIBBLE_SECONDS``): use ``https://`` with ``insecure_tls``.
 
+A behaviour may read ``handler.body`` (the request's body, parsed as JSON if it is) and
+``handler.path``; ``server.seen`` keeps each request's headers.
+
 ``server.drop_next`` makes the next requests on connections that already answered one
 (kept-alive, pooled by the service) fail before any answer: ``"reset"`` (RST) or
 ``"close"`` (FIN after reading the request); ``server.connections`` counts accepted
@@ -90,12 +93,18 @@ def gzip_bomb(mb: int):
     return answer(body, [("Content-Encoding", "gzip")])
 
 
-def huge_name(mb: int):
+def huge_name(mb: int, *, length=True):
+    """``length=False``: without Content-Length (the body ends when the connection does),
+    so that only reading it tells how large it is."""
     start = b'{"experiments": [{"experiment_id": "1", "lifecycle_stage": "active", "name": "'
     end = b'"}]}'
 
     def behaviour(handler):
-        _head(handler, len(start) + mb * MB + len(end))
+        if length:
+            _head(handler, len(start) + mb * MB + len(end))
+        else:
+            _head(handler, headers=[("Connection", "close")])
+            handler.close_connection = True
         handler.wfile.write(start)
         chunk = b"x" * MB
         for _ in range(mb):
@@ -110,9 +119,9 @@ class HostileMlflow(Managed):
         self.drop_next: str | None = None  # "reset" or "close": see the module's docstring
         self.connections = 0
         self.requests = 0
+        self.seen = []  # each request's headers
         self._lock = threading.Lock()
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.hostile = self
         self.port = self._server.server_address[1]
         self.uri = f"http://127.0.0.1:{self.port}"
@@ -138,6 +147,13 @@ class HostileMlflow(Managed):
 _TLS_DRIBBLE = object()
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        pass  # the service hung up on it: what these servers are for
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: the service pools the connection
 
@@ -159,8 +175,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _answer(self):
         hostile = self.server.hostile
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        try:
+            self.body = json.loads(raw or b"null")
+        except ValueError:
+            self.body = raw
         hostile._count("requests")
+        hostile.seen.append(self.headers)
         if self.answered and hostile.drop_next:
             return self._drop(hostile.drop_next)
         self.answered += 1
