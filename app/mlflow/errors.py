@@ -24,6 +24,11 @@ class Unreachable(MlflowError):
     """No HTTP answer: refused, reset, unresolvable, not HTTP at all."""
 
 
+class ConnectionDropped(Unreachable):
+    """The connection was reset or closed before any answer: what a kept-alive connection
+    gets when MLflow restarts a worker. The transport tries once more on a fresh one."""
+
+
 class TlsFailure(MlflowError):
     """The TLS handshake or the certificate check failed."""
 

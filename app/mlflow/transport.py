@@ -14,7 +14,7 @@ import urllib3
 from app import observability
 from app.mlflow import answers, shapes, wording
 from app.mlflow.answers import AnswerLimits, SizeBudget
-from app.mlflow.errors import DeadlineSpent
+from app.mlflow.errors import ConnectionDropped, DeadlineSpent
 from app.mlflow.session import shared_session, watched
 from app.mlflow.shapes import WrongShape
 
@@ -92,12 +92,23 @@ class Transport:
             raise wording.shape_error(self.target, endpoint, exc) from None
 
     def _send(self, method, endpoint, params, body, budget) -> answers.Answer:
+        """One HTTP request, sent once more on a fresh connection if the first was dropped
+        before any answer (a kept-alive connection a restarting MLflow worker closed or
+        reset). Every call of this service only reads, so sending it twice is harmless."""
+        try:
+            return self._attempt(method, endpoint, params, body, budget, fresh=False)
+        except ConnectionDropped:
+            if self.deadline.remaining() <= 0:
+                raise
+            return self._attempt(method, endpoint, params, body, budget, fresh=True)
+
+    def _attempt(self, method, endpoint, params, body, budget, *, fresh):
         url = self.target.uri.rstrip("/") + endpoint
         timeout = self.deadline.check()
         self.calls.add()
         # Socket timeouts bound each read, not the call: the watch shuts the call's sockets
         # down when the deadline passes (app/mlflow/session.py).
-        with watched(self.deadline.expires) as watch:
+        with watched(self.deadline.expires, fresh=fresh) as watch:
             return observability.observe_mlflow(endpoint, self._exchange, watch, method, url,
                                                 endpoint, params, body, timeout, budget)
 
@@ -108,7 +119,7 @@ class Transport:
                 verify=self.target.verify_tls, timeout=timeout, allow_redirects=False,
                 stream=True)  # read here, within the limits
         except requests.exceptions.RequestException as exc:
-            raise self._failure(watch, exc) from None
+            raise self._failure(watch, exc, answered=False) from None
         budget = budget or self.limits.budget()
         try:
             answer = answers.read(response, endpoint, budget)
@@ -124,8 +135,9 @@ class Transport:
             raise self._failure(watch, None)
         return answer
 
-    def _failure(self, watch, exc):
-        """The MLflow error for ``exc``, a call's failure."""
+    def _failure(self, watch, exc, *, answered=True):
+        """The MLflow error for ``exc``, a call's failure; ``answered``: after MLflow's
+        status and headers came (a connection dropped before is ``ConnectionDropped``)."""
         if watch.fired or isinstance(exc, (requests.exceptions.Timeout, TimeoutError,
                                            urllib3.exceptions.TimeoutError)):
             return DeadlineSpent(self.target, f"{self.target.label} did not answer within "
@@ -133,4 +145,6 @@ class Transport:
                                  "or ask for fewer runs.")
         if isinstance(exc, (requests.exceptions.SSLError, urllib3.exceptions.SSLError)):
             return wording.tls_error(self.target, exc)
+        if not answered and wording.dropped(exc):
+            return wording.connection_error(self.target, exc, kind=ConnectionDropped)
         return wording.connection_error(self.target, exc)

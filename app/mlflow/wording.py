@@ -13,7 +13,8 @@ import ssl
 import orjson
 import requests
 
-from app.mlflow.errors import NotMlflow, Oversized, Rejected, TlsFailure, Unreachable
+from app.mlflow.errors import (ConnectionDropped, NotMlflow, Oversized, Rejected, TlsFailure,
+                               Unreachable)
 
 MESSAGE_MAX = 500          # characters of MLflow's message passed on
 MLFLOW_ERROR_CODE = re.compile(r"[A-Z][A-Z0-9_]{0,99}")  # RESOURCE_DOES_NOT_EXIST ...
@@ -158,8 +159,18 @@ def failure_kind(exc) -> str:
     return "the connection failed"
 
 
-def connection_error(target, exc) -> Unreachable:
-    return Unreachable(target, f"Cannot reach {target.label}: {failure_kind(exc)}.")
+# A connection the server reset or closed (RemoteDisconnected is a ConnectionResetError).
+DROPPED = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
+
+
+def dropped(exc) -> bool:
+    """Did the server reset or close the connection (rather than refuse it, or answer
+    something that is not HTTP)?"""
+    return any(isinstance(item, DROPPED) for item in _chain(exc))
+
+
+def connection_error(target, exc, kind=Unreachable) -> Unreachable:
+    return kind(target, f"Cannot reach {target.label}: {failure_kind(exc)}.")
 
 
 def tls_error(target, exc) -> TlsFailure:

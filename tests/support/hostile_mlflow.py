@@ -12,6 +12,8 @@ Each behaviour is a function ``(handler) -> None`` answering one request on a re
   ``mb`` MB of spaces (about 1/1000 of that on the wire).
 * ``huge_name(mb)``: experiments/search with one experiment named by ``mb`` MB of ``x``.
 * ``answer(body, headers)``: a valid 200 with ``body`` (bytes).
+* ``hang_up`` / ``reset``: read the request, then close the connection (FIN) or reset it
+  (RST), answering nothing; ``cut_short``: headers and part of the body, then a reset.
 
 ``server.tls_dribble()`` instead plays a TLS server whose handshake dribbles (one byte of
 a 16 KB record per ``DRIBBLE_SECONDS``): use ``https://`` with ``insecure_tls``.
@@ -76,6 +78,28 @@ def answer(body: bytes, headers=()):
         _head(handler, len(body), headers)
         handler.wfile.write(body)
     return behaviour
+
+
+def hang_up(handler):
+    handler.close_connection = True
+
+
+def reset(handler):
+    _reset(handler)
+
+
+def cut_short(handler):
+    _head(handler, length=1000)
+    handler.wfile.write(b'{"experiments": [')
+    handler.wfile.flush()
+    _reset(handler)
+
+
+def _reset(handler):
+    """RST at once: SO_LINGER with a zero timeout, then close."""
+    handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    handler.connection.close()
+    handler.close_connection = True
 
 
 PAGE = json.dumps({"experiments": [dict(EXPERIMENT, experiment_id=str(i), name=f"e{i}")
@@ -191,11 +215,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
 
     def _drop(self, how):
-        if how == "reset":  # RST at once: SO_LINGER with a zero timeout, then close
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                       struct.pack("ii", 1, 0))
-            self.connection.close()
-        self.close_connection = True  # "close": a FIN, having answered nothing
+        (reset if how == "reset" else hang_up)(self)
 
     do_GET = do_POST = _answer
 
