@@ -1,12 +1,16 @@
-"""One request's HTTP calls to MLflow: the shared session, its deadline, retries.
+"""One request's HTTP calls to MLflow: its deadline, retries, and what MLflow may send.
 
 A transport is made per request, holding that caller's credentials (never the process
-environment, which threads would share) and the request's deadline. It speaks HTTP
-with one pooled ``requests.Session`` per process, and raises the small family of
+environment, which threads would share) and the request's deadline, which bounds each
+call whole, however slowly MLflow sends (app/mlflow/session.py watches its sockets). It
+speaks HTTP with one pooled ``requests.Session`` per process, reads each answer within
+the operator's limits (app/mlflow/answers.py), retries a 429/503 while the deadline
+allows and once a connection dropped before any answer, and raises the small family of
 ``app.mlflow.errors``: what *our* answer is, is decided at the edge (app/errors.py).
 """
 import threading
 import time
+from dataclasses import dataclass
 
 import requests
 import urllib3
@@ -56,6 +60,17 @@ class CallCounter:
             self.count += 1
 
 
+@dataclass(frozen=True)
+class _Call:
+    """One MLflow REST call as asked, sent once or again (a 429/503, a dropped connection)."""
+
+    method: str
+    endpoint: str
+    params: dict | None
+    body: dict | None
+    budget: SizeBudget | None  # shared by a search's pages; else each answer has its own
+
+
 class Transport:
     def __init__(self, target, deadline: Deadline, calls: CallCounter, *, max_retries: int = 2,
                  pool_size: int = 8, limits: AnswerLimits = AnswerLimits(), session=None):
@@ -69,8 +84,9 @@ class Transport:
         object, checked by ``shape`` (app/mlflow/shapes.py). Raises ``Rejected`` for any
         other status, ``NotMlflow`` for a body that is not MLflow's answer, ``Oversized``
         past ``budget`` (shared by a search's pages; by default the answer's own)."""
+        asked = _Call(method, endpoint, params, body, budget)
         for attempt in range(self.max_retries + 1):
-            answer = self._send(method, endpoint, params, body, budget)
+            answer = self._send(asked)
             if answer.status_code not in RETRY_STATUSES or attempt == self.max_retries:
                 break
             pause = wording.retry_after(answer, default=0.25 * 2**attempt)
@@ -91,42 +107,42 @@ class Transport:
         except WrongShape as exc:
             raise wording.shape_error(self.target, endpoint, exc) from None
 
-    def _send(self, method, endpoint, params, body, budget) -> answers.Answer:
+    def _send(self, asked: _Call) -> answers.Answer:
         """One HTTP request, sent once more on a fresh connection if the first was dropped
         before any answer (a kept-alive connection a restarting MLflow worker closed or
         reset). Every call of this service only reads, so sending it twice is harmless."""
         try:
-            return self._attempt(method, endpoint, params, body, budget, fresh=False)
+            return self._attempt(asked, fresh=False)
         except ConnectionDropped:
             if self.deadline.remaining() <= 0:
                 raise
-            return self._attempt(method, endpoint, params, body, budget, fresh=True)
+            return self._attempt(asked, fresh=True)
 
-    def _attempt(self, method, endpoint, params, body, budget, *, fresh):
-        url = self.target.uri.rstrip("/") + endpoint
+    def _attempt(self, asked: _Call, *, fresh: bool) -> answers.Answer:
         timeout = self.deadline.check()
         self.calls.add()
         # Socket timeouts bound each read, not the call: the watch shuts the call's sockets
         # down when the deadline passes (app/mlflow/session.py).
         with watched(self.deadline.expires, fresh=fresh) as watch:
-            return observability.observe_mlflow(endpoint, self._exchange, watch, method, url,
-                                                endpoint, params, body, timeout, budget)
+            return observability.observe_mlflow(asked.endpoint, self._exchange, asked, watch,
+                                                timeout)
 
-    def _exchange(self, watch, method, url, endpoint, params, body, timeout, budget):
+    def _exchange(self, asked: _Call, watch, timeout: float) -> answers.Answer:
         try:
             response = self.session.request(
-                method, url, params=params, json=body, headers=self.target.headers,
-                verify=self.target.verify_tls, timeout=timeout, allow_redirects=False,
-                stream=True)  # read here, within the limits
+                asked.method, self.target.uri.rstrip("/") + asked.endpoint, params=asked.params,
+                json=asked.body, headers=self.target.headers, verify=self.target.verify_tls,
+                timeout=timeout, allow_redirects=False, stream=True)  # read below, within limits
         except requests.exceptions.RequestException as exc:
             raise self._failure(watch, exc, answered=False) from None
-        budget = budget or self.limits.budget()
+        budget = asked.budget or self.limits.budget()
         try:
-            answer = answers.read(response, endpoint, budget)
+            answer = answers.read(response, asked.endpoint, budget)
         except answers.TooLarge:
-            raise wording.too_large(self.target, endpoint, budget.limit, budget.answers) from None
+            raise wording.too_large(self.target, asked.endpoint, budget.limit,
+                                    budget.answers) from None
         except answers.Undecodable as exc:
-            raise wording.undecodable(self.target, endpoint, exc) from None
+            raise wording.undecodable(self.target, asked.endpoint, exc) from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise self._failure(watch, exc) from None
         finally:
