@@ -203,3 +203,19 @@ def test_a_field_at_the_limit_is_echoed(fake_mlflow):
         "/mlflow/experiments", json={"tracking_uri": fake_mlflow.uri})
     assert response.status_code == 200
     assert response.get_json()["experiments"][0]["name"] == "x" * 100
+
+
+def test_the_content_length_of_a_chunked_answer_means_nothing(client):
+    """A chunked answer is as long as its chunks (RFC 9112 6.3), whatever else it says."""
+    body = experiments_page(2)
+
+    def chunked(handler):
+        handler.send_response(200)
+        handler.send_header("Transfer-Encoding", "chunked")
+        handler.send_header("Content-Length", str(100 * 2**30))
+        handler.end_headers()
+        handler.wfile.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
+
+    with HostileMlflow(chunked) as mlflow:
+        response = experiments(client, mlflow)
+    assert response.status_code == 200 and response.get_json()["total_experiments"] == 2

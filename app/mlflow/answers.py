@@ -46,6 +46,8 @@ class SizeBudget:
 
     def check_length(self, headers):
         """Refuse at once an answer whose Content-Length is already too large."""
+        if headers.get("Transfer-Encoding"):
+            return  # chunked: its Content-Length, if any, means nothing (RFC 9112 6.3)
         try:
             length = int(headers.get("Content-Length") or 0)
         except ValueError:

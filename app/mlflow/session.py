@@ -84,12 +84,12 @@ class _Watchdog:
         self._heap: list = []  # (expires, n, watch)
         self._count = itertools.count()
         self._wake = threading.Condition()
-        self._pid = None
+        self._started = False
 
     def add(self, watch: Watch):
         with self._wake:
-            if self._pid != os.getpid():  # first use, or a forked worker (threads do not fork)
-                self._pid, self._heap = os.getpid(), []
+            if not self._started:
+                self._started = True
                 threading.Thread(target=self._run, name="mlflow-deadlines", daemon=True).start()
             if len(self._heap) > 256:  # ended watches wait for their expiry otherwise
                 self._heap = [entry for entry in self._heap if not entry[2].ended]
@@ -118,6 +118,16 @@ class _Watchdog:
 
 
 _watchdog = _Watchdog()
+
+
+def _forked():
+    """A forked process (a gunicorn worker) has none of its parent's threads: a watchdog
+    of its own, started by its first call."""
+    global _watchdog
+    _watchdog = _Watchdog()
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 @contextmanager
