@@ -14,7 +14,6 @@ from app.mlflow.errors import Unreachable
 from app.mlflow.target import MlflowTarget
 from app.mlflow.transport import CallCounter, Deadline, Transport
 from tests.support import hostile_mlflow
-from tests.support.fake_mlflow import EXPERIMENT
 from tests.support.hostile_mlflow import HostileMlflow
 from tests.support.mlflow_fixtures import copy_of_seeded
 from tests.support.mlflow_server import MlflowServer
@@ -96,7 +95,8 @@ def test_a_refused_connection_is_not_tried_again(client):
         uri = mlflow.uri
     response = client.post("/mlflow/experiments", json={"tracking_uri": uri, "http_timeout": 5})
     assert response.status_code == 502
-    assert response.get_json()["message"] == f"Cannot reach MLflow at {uri}: the connection was refused."
+    assert response.get_json()["message"] == (
+        f"Cannot reach MLflow at {uri}: the connection was refused.")
 
 
 # --- a real MLflow whose workers restart ---------------------------------------------------

@@ -17,7 +17,8 @@ from tests.support.memory import MB, measure
 
 pytestmark = pytest.mark.server
 THREADS = 8  # gunicorn.conf.py's default GUNICORN_THREADS
-PEAK = 160 * MB  # measured: +91 MB (endless pages), +64, +64, +30; before: ~1 GB for the first three
+# Measured: +91 MB (endless pages), +64, +64, +30; before the limits +400, +856, +801, +30.
+PEAK = 160 * MB
 
 
 @pytest.fixture(scope="module")

@@ -32,8 +32,9 @@ def experiments(client, mlflow, route="/mlflow/experiments"):
 
 
 def experiments_page(count, name_chars=10, token=None):
-    page = {"experiments": [dict(EXPERIMENT, experiment_id=str(i), name=f"{i}".rjust(name_chars, "e"))
-                            for i in range(count)]}
+    page = {"experiments": [
+        dict(EXPERIMENT, experiment_id=str(i), name=f"{i}".rjust(name_chars, "e"))
+        for i in range(count)]}
     return json.dumps(dict(page, next_page_token=token) if token else page).encode()
 
 
@@ -50,10 +51,13 @@ def test_gzip_is_the_one_coding_asked_for_and_read(client):
         assert [headers["Accept-Encoding"] for headers in mlflow.seen] == ["gzip"]
 
 
+NOT_ASKED = "a content coding the service did not ask for"
+
+
 @pytest.mark.parametrize("coding, body, why", [
-    ("br", b"\x1b\x00", "a content coding the service did not ask for"),
-    ("deflate", b"x\x9c\x03\x00", "a content coding the service did not ask for"),
-    ("gzip, gzip", gzip.compress(gzip.compress(b"{}")), "a content coding the service did not ask for"),
+    ("br", b"\x1b\x00", NOT_ASKED),
+    ("deflate", b"x\x9c\x03\x00", NOT_ASKED),
+    ("gzip, gzip", gzip.compress(gzip.compress(b"{}")), NOT_ASKED),
     ("gzip", b"{}", "not valid gzip"),
     ("gzip", gzip.compress(experiments_page(3))[:-12], "gzip cut short"),
 ])
@@ -111,7 +115,8 @@ def test_a_searchs_pages_together_are_one_answer():
     with HostileMlflow(hostile_mlflow.answer(page)) as mlflow:
         response = experiments(client, mlflow)
     assert response.status_code == 502
-    assert "with more than MLFLOW_MAX_ANSWER_MB=1 MB over 2 pages;" in response.get_json()["message"]
+    message = response.get_json()["message"]
+    assert "with more than MLFLOW_MAX_ANSWER_MB=1 MB over 2 pages;" in message
     assert mlflow.requests == 2
 
 
@@ -173,8 +178,10 @@ def with_run(**changes):
 LONG = "x" * 101
 FIELDS = [
     (SEARCH, {"experiments": [dict(EXPERIMENT, name=LONG)]}, {}, "experiments[0].name"),
-    (SEARCH, {"experiments": [dict(EXPERIMENT, experiment_id=LONG)]}, {}, "experiments[0].experiment_id"),
-    (f"{API}/runs/get", {"run": with_run(info__run_name=LONG)}, {"run_id": "r1"}, "run.info.run_name"),
+    (SEARCH, {"experiments": [dict(EXPERIMENT, experiment_id=LONG)]}, {},
+     "experiments[0].experiment_id"),
+    (f"{API}/runs/get", {"run": with_run(info__run_name=LONG)}, {"run_id": "r1"},
+     "run.info.run_name"),
     (f"{API}/runs/get", {"run": with_run(data__params__0__value=LONG)}, {"run_id": "r1"},
      "run.data.params[0].value"),
     (f"{API}/runs/get", {"run": with_run(data__tags__0__value=LONG)}, {"run_id": "r1"},
@@ -185,7 +192,8 @@ FIELDS = [
 
 
 @pytest.mark.parametrize("endpoint, answer, fields, where", FIELDS, ids=[f[3] for f in FIELDS])
-def test_a_field_longer_than_the_limit_is_a_502_naming_it(fake_mlflow, endpoint, answer, fields, where):
+def test_a_field_longer_than_the_limit_is_a_502_naming_it(fake_mlflow, endpoint, answer, fields,
+                                                           where):
     fake_mlflow.answers[endpoint] = (200, json.dumps(answer).encode())
     client = service(MLFLOW_MAX_FIELD_CHARS=100)
     route = "/mlflow/experiments" if endpoint == SEARCH else "/mlflow/runs"

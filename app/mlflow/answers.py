@@ -64,7 +64,7 @@ class SizeBudget:
 
 @dataclass(frozen=True)
 class Answer:
-    """An HTTP answer of MLflow's (named as ``requests``' response is, for app/mlflow/wording.py)."""
+    """An HTTP answer of MLflow's, its fields named as ``requests``' (app/mlflow/wording.py)."""
 
     endpoint: str
     status_code: int

@@ -13,8 +13,7 @@ import ssl
 import orjson
 import requests
 
-from app.mlflow.errors import (ConnectionDropped, NotMlflow, Oversized, Rejected, TlsFailure,
-                               Unreachable)
+from app.mlflow.errors import NotMlflow, Oversized, Rejected, TlsFailure, Unreachable
 
 MESSAGE_MAX = 500          # characters of MLflow's message passed on
 MLFLOW_ERROR_CODE = re.compile(r"[A-Z][A-Z0-9_]{0,99}")  # RESOURCE_DOES_NOT_EXIST ...
