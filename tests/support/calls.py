@@ -72,3 +72,15 @@ def schema_accepts(name, value) -> bool:
         return True
     except ma.ValidationError:
         return False
+
+
+def mlflow_requests(client, endpoint, status) -> float:
+    """mlflow_logs_mlflow_requests_total{endpoint, status} as the app's /metrics says now
+    (metrics are process globals: compare before and after)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = client.get("/metrics").get_data(as_text=True)
+    return sum(sample.value for family in text_string_to_metric_families(text)
+               for sample in family.samples
+               if sample.name == "mlflow_logs_mlflow_requests_total"
+               and sample.labels == {"endpoint": endpoint, "status": status})
