@@ -64,6 +64,16 @@ class Config:
     MLFLOW_MAX_RETRIES = env_int("MLFLOW_MAX_RETRIES", 2)  # for 429/503, within http_timeout
     MLFLOW_HISTORY_PAGE_SIZE = env_int("MLFLOW_HISTORY_PAGE_SIZE", 25000)
     MLFLOW_SEARCH_PAGE_SIZE = env_int("MLFLOW_SEARCH_PAGE_SIZE", 1000)
+    # What an MLflow server may send (a 502 naming the setting beyond; docs/operating.md).
+    # One answer, as sent and as decoded, and a search's pages together: 64 MB is a page of
+    # 1,000 runs at 64 KB each (measured: a worker's peak RSS +64 MB reading a gzip bomb).
+    MLFLOW_MAX_ANSWER_MB = env_float("MLFLOW_MAX_ANSWER_MB", 64)
+    # Pages one paged read follows (and items: that many full pages): 200 is a metric of
+    # 5,000,000 points (MAX_RESPONSE_POINTS) at 25,000 a page, or 200,000 experiments.
+    MLFLOW_MAX_PAGES = env_int("MLFLOW_MAX_PAGES", 200)
+    # Characters of a text field the service reads (names, ids, params, tags): MLflow's own
+    # longest are tag values, 8,000 characters.
+    MLFLOW_MAX_FIELD_CHARS = env_int("MLFLOW_MAX_FIELD_CHARS", 65_536)
 
     # Cache (docs/cache.md). REDIS_URL unset -> an in-process cache per worker.
     REDIS_URL = env_str("REDIS_URL")

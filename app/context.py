@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from flask import current_app, g, request
 
 from app.cache.run_cache import RunCache
+from app.mlflow.answers import MB, AnswerLimits
 from app.mlflow.api import MlflowApi
 from app.mlflow.target import MlflowTarget
 from app.mlflow.transport import CallCounter, Deadline, Transport
@@ -41,8 +42,11 @@ def open_context(connection, *, refresh: bool = False) -> RequestContext:
         connection, request.headers.get("Authorization"))
     deadline, calls = Deadline(connection.http_timeout), CallCounter()
     g.mlflow_calls = calls  # for the access log (app/observability.py)
+    limits = AnswerLimits(max_bytes=int(config["MLFLOW_MAX_ANSWER_MB"] * MB),
+                          max_pages=config["MLFLOW_MAX_PAGES"],
+                          max_field_chars=config["MLFLOW_MAX_FIELD_CHARS"])
     transport = Transport(target, deadline, calls, max_retries=config["MLFLOW_MAX_RETRIES"],
-                          pool_size=config["MLFLOW_CONCURRENCY"])
+                          pool_size=config["MLFLOW_CONCURRENCY"], limits=limits)
     api = MlflowApi(transport, search_page_size=config["MLFLOW_SEARCH_PAGE_SIZE"],
                     history_page_size=config["MLFLOW_HISTORY_PAGE_SIZE"])
     return RequestContext(target, deadline, api, current_app.extensions["run_cache"], calls,

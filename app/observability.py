@@ -30,6 +30,8 @@ from flask import Response, g, has_request_context, request
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, multiprocess
 from prometheus_client.exposition import choose_encoder
 
+from app.mlflow import errors as mlflow_errors
+
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("mlflow_logs.access")
 
@@ -61,7 +63,7 @@ CACHE_ERRORS = Counter(
 MLFLOW_REQUESTS = Counter(
     "mlflow_logs_mlflow_requests_total",
     "HTTP requests to MLflow (each retry counts), by endpoint and MLflow's status "
-    "(or timeout / tls_error / unreachable)", ["endpoint", "status"])
+    "(or timeout / tls_error / too_large / unreachable)", ["endpoint", "status"])
 MLFLOW_SECONDS = Histogram(
     "mlflow_logs_mlflow_request_duration_seconds", "Latency of HTTP requests to MLflow",
     ["endpoint"], buckets=SECONDS)
@@ -95,11 +97,14 @@ def observe_mlflow(endpoint: str, send, *args, **kwargs):
         response = send(*args, **kwargs)
         status = str(response.status_code)
         return response
-    except requests.exceptions.Timeout:
+    except (requests.exceptions.Timeout, mlflow_errors.DeadlineSpent):
         status = "timeout"
         raise
-    except requests.exceptions.SSLError:
+    except (requests.exceptions.SSLError, mlflow_errors.TlsFailure):
         status = "tls_error"
+        raise
+    except mlflow_errors.Oversized:
+        status = "too_large"
         raise
     finally:
         MLFLOW_SECONDS.labels(label).observe(time.perf_counter() - started)

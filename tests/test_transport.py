@@ -1,12 +1,15 @@
 """TLS, unreachable, slow and misbehaving MLflow servers: 502/504, never a 500 or a hang."""
 import json
+import os
 import socket
 import threading
 import time
 
 import pytest
 
-from tests.support.calls import poll
+from tests.support import hostile_mlflow
+from tests.support.calls import mlflow_requests, poll
+from tests.support.hostile_mlflow import HostileMlflow
 
 
 @pytest.fixture
@@ -177,3 +180,44 @@ def test_a_non_http_services_banner_is_never_echoed(client, banner_server, route
     assert response.status_code == (200 if route == "/health" else 502)
     assert SECRET not in response.get_data(as_text=True)
     assert "Cannot reach MLflow" in error_of(response)
+
+
+# --- http_timeout is a deadline, however slowly MLflow sends ----------------------------------
+
+@pytest.mark.parametrize("dribble", ["dribble_headers", "dribble_body", "tls_handshake"])
+def test_a_dribbling_answer_is_a_504_at_http_timeout(client, dribble):
+    """A byte every 0.2 s never trips a socket timeout; the deadline still ends the call."""
+    endpoint = "/api/2.0/mlflow/experiments/search"
+    counted = mlflow_requests(client, endpoint, "timeout")
+    with HostileMlflow(getattr(hostile_mlflow, dribble, None)) as mlflow:
+        if dribble == "tls_handshake":
+            mlflow.tls_dribble()
+        started = time.monotonic()
+        response = client.post("/mlflow/experiments", json={
+            "tracking_uri": mlflow.uri, "insecure_tls": True, "http_timeout": 2})
+        took = time.monotonic() - started
+    assert response.status_code == 504, response.get_json()
+    assert "did not answer within http_timeout=2s" in response.get_json()["message"]
+    assert 2 <= took < 2 + 0.5  # the deadline, not a socket timeout, ended it
+    assert mlflow_requests(client, endpoint, "timeout") == counted + 1
+
+
+def test_a_forked_workers_calls_have_their_deadline_too():
+    """A process forked after its parent's watchdog started (gunicorn forks its workers)
+    has a watchdog of its own."""
+    from app.mlflow.session import shared_session, watched
+
+    with watched(time.monotonic() + 1):
+        pass  # the parent's watchdog runs
+    with HostileMlflow(hostile_mlflow.dribble_body) as mlflow:
+        child = os.fork()
+        if child == 0:  # the child: exit 0 only if its call was cut at its deadline
+            started = time.monotonic()
+            try:
+                with watched(started + 1) as watch:
+                    shared_session(8).get(mlflow.uri, timeout=30).content
+            except Exception:  # noqa: BLE001  any failure: what matters is when and why
+                pass
+            os._exit(0 if watch.fired and time.monotonic() - started < 3 else 1)
+        _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -71,7 +71,7 @@ class MlflowApi:
         """Every experiment, across as many pages as MLflow needs."""
         body = {"max_results": self.search_page_size, "view_type": view_type}
         pages = self._pages("POST", f"{API}/experiments/search", "experiments", body,
-                            shape=shapes.experiments_page)
+                            shape=shapes.experiments_page, kept=True)
         return [experiment for page in pages for experiment in page]
 
     @reads(f"{API}/experiments/get")
@@ -103,7 +103,7 @@ class MlflowApi:
         if filter_string:
             body["filter"] = filter_string
         pages = self._pages("POST", f"{API}/runs/search", "runs", body, limit=limit,
-                            shape=shapes.runs_page)
+                            shape=shapes.runs_page, kept=True)
         return [run for page in pages for run in page]
 
     @reads(BULK_HISTORY)
@@ -153,7 +153,7 @@ class MlflowApi:
         """
         params = {"run_id": run_id, "metric_key": key, "max_results": self.history_page_size}
         pages = self._pages("GET", f"{API}/metrics/get-history", "metrics", params,
-                            shape=shapes.history_page)
+                            shape=shapes.history_page, page_size=self.history_page_size)
         return history.concat(from_records(page) for page in pages)
 
     @reads(f"{API}/metrics/get-history")
@@ -167,21 +167,33 @@ class MlflowApi:
         params = {"run_id": run_id, "metric_key": key, "max_results": self.history_page_size,
                   "page_token": token}  # the first page's; _pages follows MLflow's own after it
         pages = self._pages("GET", f"{API}/metrics/get-history", "metrics", params,
-                            shape=shapes.history_page)
+                            shape=shapes.history_page, page_size=self.history_page_size)
         return history.concat(from_records(page) for page in pages)
 
-    def _pages(self, method, endpoint, items_key, request, *, limit=None, shape=None):
-        """Yield each page's items, following ``next_page_token`` (until ``limit`` items)."""
+    def _pages(self, method, endpoint, items_key, request, *, limit=None, shape=None,
+               kept=False, page_size=None):
+        """Yield each page's items, following ``next_page_token`` (until ``limit`` items).
+
+        Within the operator's limits (``Oversized`` past them): at most ``max_pages`` pages
+        and no more items than that many full pages of ``page_size``; the pages of a read
+        whose items are all ``kept`` (a search) are one answer, of at most ``max_bytes``.
+        """
+        limits = self.transport.limits
+        most_items = limits.max_pages * (page_size or self.search_page_size)
+        budget = limits.budget() if kept else None
         seen, token = 0, None
-        while True:
+        for _ in range(limits.max_pages):
             page = dict(request, page_token=token) if token else dict(request)
             if limit is not None:
                 page["max_results"] = min(limit - seen, self.search_page_size)
             where = {"params": page} if method == "GET" else {"body": page}
-            data = self.call(method, endpoint, shape=shape, **where)
+            data = self.call(method, endpoint, shape=shape, budget=budget, **where)
             items = data.get(items_key) or []
-            yield items
             seen += len(items)
+            if seen > most_items:
+                break
+            yield items
             token = data.get("next_page_token")
             if not token or (limit is not None and seen >= limit):
                 return
+        raise wording.too_many_pages(self.target, endpoint, limits.max_pages)

@@ -24,6 +24,11 @@ class Unreachable(MlflowError):
     """No HTTP answer: refused, reset, unresolvable, not HTTP at all."""
 
 
+class ConnectionDropped(Unreachable):
+    """The connection was reset or closed before any answer: what a kept-alive connection
+    gets when MLflow restarts a worker. The transport tries once more on a fresh one."""
+
+
 class TlsFailure(MlflowError):
     """The TLS handshake or the certificate check failed."""
 
@@ -34,6 +39,11 @@ class DeadlineSpent(MlflowError):
 
 class NotMlflow(MlflowError):
     """A 200 whose body is not what MLflow answers (not JSON, or JSON of another shape)."""
+
+
+class Oversized(MlflowError):
+    """An answer larger than the operator lets a server send (MLFLOW_MAX_ANSWER_MB), or
+    a paged read longer (MLFLOW_MAX_PAGES)."""
 
 
 class Rejected(MlflowError):

@@ -5,12 +5,20 @@ null}``, a run without ``info``, a metric step ``"abc"``) is not behaving like M
 the transport turns ``WrongShape`` into ``NotMlflow``, answered as into a 502 naming the endpoint and what was wrong, instead
 of a KeyError deep in the service. Each checker takes a value and where it sits in the
 answer, and returns the value. Only what the service reads is checked: missing lists are
-empty (MLflow leaves out empty repeated fields), unknown keys are ignored.
+empty (MLflow leaves out empty repeated fields), unknown keys are ignored. A text field
+longer than the operator allows (MLFLOW_MAX_FIELD_CHARS; MLflow's own longest are tag
+values, 8,000 characters) is wrong too: the service would echo it.
 """
+import contextlib
+import contextvars
 import re
 
 INT64 = 2**63
 INTEGER_TEXT = re.compile(r"-?[0-9]{1,19}")
+# The operator's MLFLOW_MAX_FIELD_CHARS, for the answer being checked (None: no limit). The
+# transport sets it around each check (``fields_at_most``), so the checkers keep their
+# plain signatures; a context variable is per thread, as each check is.
+_MAX_FIELD_CHARS = contextvars.ContextVar("max_field_chars", default=None)
 
 
 class WrongShape(ValueError):
@@ -36,10 +44,26 @@ def listed(container: dict, key: str, where: str) -> list:
     return value
 
 
+@contextlib.contextmanager
+def fields_at_most(max_chars: int):
+    """Text fields checked in this block may hold at most ``max_chars`` characters."""
+    token = _MAX_FIELD_CHARS.set(max_chars)
+    try:
+        yield
+    finally:
+        _MAX_FIELD_CHARS.reset(token)
+
+
 def text(container: dict, key: str, where: str, *, required=True):
     value = container.get(key)
-    if (value is not None or required) and not isinstance(value, str):
+    if value is None and not required:
+        return value
+    if not isinstance(value, str):
         raise WrongShape(f"'{_name(where, key)}' is not a string")
+    most = _MAX_FIELD_CHARS.get()
+    if most is not None and len(value) > most:
+        raise WrongShape(f"'{_name(where, key)}' is longer than MLFLOW_MAX_FIELD_CHARS={most} "
+                         "characters")
     return value
 
 

@@ -1,21 +1,25 @@
-"""One request's HTTP calls to MLflow: the shared session, its deadline, retries.
+"""One request's HTTP calls to MLflow: its deadline, retries, and what MLflow may send.
 
 A transport is made per request, holding that caller's credentials (never the process
-environment, which threads would share) and the request's deadline. It speaks HTTP
-with one pooled ``requests.Session`` per process, and raises the small family of
+environment, which threads would share) and the request's deadline, which bounds each
+call whole, however slowly MLflow sends (app/mlflow/session.py watches its sockets). It
+speaks HTTP with one pooled ``requests.Session`` per process, reads each answer within
+the operator's limits (app/mlflow/answers.py), retries a 429/503 while the deadline
+allows and once a connection dropped before any answer, and raises the small family of
 ``app.mlflow.errors``: what *our* answer is, is decided at the edge (app/errors.py).
 """
 import threading
 import time
-from http.cookiejar import DefaultCookiePolicy
+from dataclasses import dataclass
 
 import requests
 import urllib3
-from requests.adapters import HTTPAdapter
 
 from app import observability
-from app.mlflow import wording
-from app.mlflow.errors import DeadlineSpent
+from app.mlflow import answers, shapes, wording
+from app.mlflow.answers import AnswerLimits, SizeBudget
+from app.mlflow.errors import ConnectionDropped, DeadlineSpent
+from app.mlflow.session import shared_session, watched
 from app.mlflow.shapes import WrongShape
 
 # insecure_tls is the caller's explicit choice; a warning per request would only flood the log.
@@ -29,10 +33,10 @@ class Deadline:
 
     def __init__(self, seconds: float):
         self.seconds = seconds
-        self._expires = time.monotonic() + seconds
+        self.expires = time.monotonic() + seconds
 
     def remaining(self) -> float:
-        return self._expires - time.monotonic()
+        return self.expires - time.monotonic()
 
     def check(self, target=None) -> float:
         left = self.remaining()
@@ -56,74 +60,107 @@ class CallCounter:
             self.count += 1
 
 
-_session_lock = threading.Lock()
-_sessions: dict[int, requests.Session] = {}
+@dataclass(frozen=True)
+class _Call:
+    """One MLflow REST call as asked, sent once or again (a 429/503, a dropped connection)."""
 
-
-def shared_session(pool_size: int) -> requests.Session:
-    """One keep-alive session per process (and pool size), reused by every request."""
-    with _session_lock:
-        session = _sessions.get(pool_size)
-        if session is None:
-            session = requests.Session()
-            # A cookie MLflow (or a proxy) sets for one caller must never ride along
-            # with another caller's request on this shared session.
-            session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
-            session.trust_env = False  # no ~/.netrc credentials or proxy surprises
-            adapter = HTTPAdapter(pool_connections=16, pool_maxsize=pool_size, max_retries=0)
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
-            _sessions[pool_size] = session
-        return session
+    method: str
+    endpoint: str
+    params: dict | None
+    body: dict | None
+    budget: SizeBudget | None  # shared by a search's pages; else each answer has its own
 
 
 class Transport:
     def __init__(self, target, deadline: Deadline, calls: CallCounter, *, max_retries: int = 2,
-                 pool_size: int = 8, session=None):
+                 pool_size: int = 8, limits: AnswerLimits = AnswerLimits(), session=None):
         self.target, self.deadline, self.calls = target, deadline, calls
-        self.max_retries = max_retries
+        self.max_retries, self.limits = max_retries, limits
         self.session = session or shared_session(pool_size)
 
-    def call(self, method: str, endpoint: str, *, params=None, body=None, shape=None) -> dict:
+    def call(self, method: str, endpoint: str, *, params=None, body=None, shape=None,
+             budget: SizeBudget | None = None) -> dict:
         """One MLflow REST call, retried on 429/503 while the deadline allows: its JSON
         object, checked by ``shape`` (app/mlflow/shapes.py). Raises ``Rejected`` for any
-        other status, ``NotMlflow`` for a body that is not MLflow's answer."""
+        other status, ``NotMlflow`` for a body that is not MLflow's answer, ``Oversized``
+        past ``budget`` (shared by a search's pages; by default the answer's own)."""
+        asked = _Call(method, endpoint, params, body, budget)
         for attempt in range(self.max_retries + 1):
-            response = self._send(method, endpoint, params, body)
-            if response.status_code not in RETRY_STATUSES or attempt == self.max_retries:
+            answer = self._send(asked)
+            if answer.status_code not in RETRY_STATUSES or attempt == self.max_retries:
                 break
-            pause = wording.retry_after(response, default=0.25 * 2**attempt)
+            pause = wording.retry_after(answer, default=0.25 * 2**attempt)
             if pause >= self.deadline.remaining():
                 break
             time.sleep(pause)
-        if response.status_code != 200:
-            raise wording.rejected(self.target, response)
+        if answer.status_code != 200:
+            raise wording.rejected(self.target, answer)
         try:
-            data = wording.parse_json(response.content)
+            data = wording.parse_json(answer.content)
         except ValueError:
             raise wording.not_json_error(self.target) from None
         try:
             if not isinstance(data, dict):
                 raise WrongShape("it is not a JSON object")
-            return shape(data) if shape else data
+            with shapes.fields_at_most(self.limits.max_field_chars):
+                return shape(data) if shape else data
         except WrongShape as exc:
             raise wording.shape_error(self.target, endpoint, exc) from None
 
-    def _send(self, method, endpoint, params, body):
-        url = self.target.uri.rstrip("/") + endpoint
+    def _send(self, asked: _Call) -> answers.Answer:
+        """One HTTP request, sent once more on a fresh connection if the first was dropped
+        before any answer (a kept-alive connection a restarting MLflow worker closed or
+        reset). Every call of this service only reads, so sending it twice is harmless."""
+        try:
+            return self._attempt(asked, fresh=False)
+        except ConnectionDropped:
+            if self.deadline.remaining() <= 0:
+                raise
+            return self._attempt(asked, fresh=True)
+
+    def _attempt(self, asked: _Call, *, fresh: bool) -> answers.Answer:
         timeout = self.deadline.check()
         self.calls.add()
+        # Socket timeouts bound each read, not the call: the watch shuts the call's sockets
+        # down when the deadline passes (app/mlflow/session.py).
+        with watched(self.deadline.expires, fresh=fresh) as watch:
+            return observability.observe_mlflow(asked.endpoint, self._exchange, asked, watch,
+                                                timeout)
+
+    def _exchange(self, asked: _Call, watch, timeout: float) -> answers.Answer:
         try:
-            return observability.observe_mlflow(
-                endpoint, self.session.request,
-                method, url, params=params, json=body, headers=self.target.headers,
-                verify=self.target.verify_tls, timeout=timeout, allow_redirects=False,
-            )
-        except requests.exceptions.SSLError as exc:
-            raise wording.tls_error(self.target, exc) from None
-        except requests.exceptions.Timeout:  # each call waits what is left of the deadline
-            raise DeadlineSpent(self.target, f"{self.target.label} did not answer within "
-                                f"http_timeout={self.deadline.seconds:g}s; raise http_timeout "
-                                "or ask for fewer runs.") from None
+            response = self.session.request(
+                asked.method, self.target.uri.rstrip("/") + asked.endpoint, params=asked.params,
+                json=asked.body, headers=self.target.headers, verify=self.target.verify_tls,
+                timeout=timeout, allow_redirects=False, stream=True)  # read below, within limits
         except requests.exceptions.RequestException as exc:
-            raise wording.connection_error(self.target, exc) from None
+            raise self._failure(watch, exc, answered=False) from None
+        budget = asked.budget or self.limits.budget()
+        try:
+            answer = answers.read(response, asked.endpoint, budget)
+        except answers.TooLarge:
+            raise wording.too_large(self.target, asked.endpoint, budget.limit,
+                                    budget.answers) from None
+        except answers.Undecodable as exc:
+            raise wording.undecodable(self.target, asked.endpoint, exc) from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise self._failure(watch, exc) from None
+        finally:
+            response.close()  # a no-op once read whole; else the connection is not reused
+        if watch.fired:  # cut short by the watch: what came may look whole, yet is not
+            raise self._failure(watch, None)
+        return answer
+
+    def _failure(self, watch, exc, *, answered=True):
+        """The MLflow error for ``exc``, a call's failure; ``answered``: after MLflow's
+        status and headers came (a connection dropped before is ``ConnectionDropped``)."""
+        if watch.fired or isinstance(exc, (requests.exceptions.Timeout, TimeoutError,
+                                           urllib3.exceptions.TimeoutError)):
+            return DeadlineSpent(self.target, f"{self.target.label} did not answer within "
+                                 f"http_timeout={self.deadline.seconds:g}s; raise http_timeout "
+                                 "or ask for fewer runs.")
+        if isinstance(exc, (requests.exceptions.SSLError, urllib3.exceptions.SSLError)):
+            return wording.tls_error(self.target, exc)
+        if not answered and wording.dropped(exc):
+            return wording.connection_error(self.target, exc, kind=ConnectionDropped)
+        return wording.connection_error(self.target, exc)

@@ -13,7 +13,7 @@ import ssl
 import orjson
 import requests
 
-from app.mlflow.errors import NotMlflow, Rejected, TlsFailure, Unreachable
+from app.mlflow.errors import NotMlflow, Oversized, Rejected, TlsFailure, Unreachable
 
 MESSAGE_MAX = 500          # characters of MLflow's message passed on
 MLFLOW_ERROR_CODE = re.compile(r"[A-Z][A-Z0-9_]{0,99}")  # RESOURCE_DOES_NOT_EXIST ...
@@ -77,17 +77,37 @@ def mlflow_message(response) -> str | None:
     return text if len(text) <= MESSAGE_MAX else text[:MESSAGE_MAX] + "…"
 
 
-def rejected(target, response) -> Rejected:
-    """MLflow's non-200 answer ``response``, with MLflow's own words if it gave any."""
-    endpoint = response.request.path_url.split("?")[0]
-    return Rejected(target, response.status_code, error_code(response),
-                    mlflow_message(response), endpoint)
+def rejected(target, answer) -> Rejected:
+    """MLflow's non-200 answer (app/mlflow/answers.py), with MLflow's own words if it gave any."""
+    return Rejected(target, answer.status_code, error_code(answer), mlflow_message(answer),
+                    answer.endpoint)
 
 
 def shape_error(target, endpoint, what) -> NotMlflow:
     """A 200 whose JSON is not what MLflow answers to ``endpoint``."""
     return NotMlflow(target, f"{target.label} answered 200 to {endpoint} with a body that "
                              f"is not MLflow's: {what}.")
+
+
+def undecodable(target, endpoint, why) -> NotMlflow:
+    """A body in a content coding the service did not ask for (only gzip), or bad gzip."""
+    return NotMlflow(target, f"{target.label} answered {endpoint} with a body that could not "
+                             f"be decoded: {why}.")
+
+
+# --- the operator's limits on what MLflow may send (app/mlflow/answers.py) -------------------
+
+def too_large(target, endpoint, max_bytes, pages: int) -> Oversized:
+    over = f" over {pages} pages" if pages > 1 else ""
+    return Oversized(target, f"{target.label} answered {endpoint} with more than "
+                             f"MLFLOW_MAX_ANSWER_MB={max_bytes / 2**20:g} MB{over}; the operator "
+                             "can raise the limit.")
+
+
+def too_many_pages(target, endpoint, max_pages) -> Oversized:
+    return Oversized(target, f"{target.label} answered {endpoint} with more than "
+                             f"MLFLOW_MAX_PAGES={max_pages} pages (or more items than that many "
+                             "full pages); the operator can raise the limit.")
 
 
 def not_json_error(target) -> NotMlflow:
@@ -138,8 +158,18 @@ def failure_kind(exc) -> str:
     return "the connection failed"
 
 
-def connection_error(target, exc) -> Unreachable:
-    return Unreachable(target, f"Cannot reach {target.label}: {failure_kind(exc)}.")
+# A connection the server reset or closed (RemoteDisconnected is a ConnectionResetError).
+DROPPED = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
+
+
+def dropped(exc) -> bool:
+    """Did the server reset or close the connection (rather than refuse it, or answer
+    something that is not HTTP)?"""
+    return any(isinstance(item, DROPPED) for item in _chain(exc))
+
+
+def connection_error(target, exc, kind=Unreachable) -> Unreachable:
+    return kind(target, f"Cannot reach {target.label}: {failure_kind(exc)}.")
 
 
 def tls_error(target, exc) -> TlsFailure:

@@ -94,3 +94,15 @@ def keep_cross_field_rules(fields):
             fields.pop("format")
         if fields.get("include_metric_history") in (False, "false", "0"):
             fields.pop("include_metric_history")
+
+
+def mlflow_requests(client, endpoint, status) -> float:
+    """mlflow_logs_mlflow_requests_total{endpoint, status} as the app's /metrics says now
+    (metrics are process globals: compare before and after)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = client.get("/metrics").get_data(as_text=True)
+    return sum(sample.value for family in text_string_to_metric_families(text)
+               for sample in family.samples
+               if sample.name == "mlflow_logs_mlflow_requests_total"
+               and sample.labels == {"endpoint": endpoint, "status": status})

@@ -27,7 +27,7 @@ class MlflowServer(Managed):
 
     def __init__(self, data_dir=None, *, auth=False, tls=False, port=None, ids=None,
                  admin_password=ADMIN_PASSWORD, workers=1, auth_cache_ttl=0, startup_timeout=90.0,
-                 extra_env=None):
+                 extra_env=None, uvicorn_opts=""):
         self._own_dir = data_dir is None
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="mlflow-server-"))
         self.auth, self.tls = auth, tls
@@ -40,6 +40,9 @@ class MlflowServer(Managed):
         self.workers = workers  # tests: 1 (memory); benchmarks: MLflow's own default, 4
         self.startup_timeout = startup_timeout
         self.extra_env = extra_env or {}
+        # More of uvicorn's options, e.g. "--limit-max-requests 10": with workers >= 2 its
+        # supervisor then replaces each worker after that many requests, as under load.
+        self.uvicorn_opts = uvicorn_opts
         self.db_uri = f"sqlite:///{self.data_dir / DB_NAME}"
         self.log_path = self.data_dir / f"server-{'https' if tls else 'http'}-{self.port}.log"
         self.cert_path = self.data_dir / "cert.pem" if tls else None
@@ -65,7 +68,7 @@ class MlflowServer(Managed):
         if self.auth:
             cmd += ["--app-name", "basic-auth"]
         # Over TLS, uvicorn otherwise waits indefinitely for connections clients left open.
-        uvicorn_opts = "--timeout-graceful-shutdown 2"
+        uvicorn_opts = f"--timeout-graceful-shutdown 2 {self.uvicorn_opts}".strip()
         if self.tls:
             key = self.data_dir / "key.pem"
             if not self.cert_path.exists():
