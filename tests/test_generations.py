@@ -177,6 +177,21 @@ def test_a_refresh_a_changed_run_or_unknown_histories_start_a_generation(cache):
     assert generation(cache, {"loss": "10:a"}) != current
 
 
+def test_a_fetch_of_several_runs_reads_once_and_writes_nothing_it_knows(cache, monkeypatch):
+    """The records of every run a fetch found are read in one round trip; runs that agree
+    with their generation keep it, each its own, and nothing is written for them."""
+    other = dict(RUN, info=dict(RUN["info"], run_id="r2"))
+    fetched = [(RUN, {"loss": "10:a"}), (other, {"loss": "10:b", "acc": "10:c"})]
+    first = cache.generations_for("http://mlflow", fetched, renew=False)
+    assert len(set(first.values())) == 2
+    calls = []
+    for name in ("get_many", "set_many"):
+        monkeypatch.setattr(cache.store, name, lambda *args, _call=getattr(cache.store, name), _name=name:
+                            calls.append(_name) or _call(*args))
+    assert cache.generations_for("http://mlflow", fetched, renew=False) == first
+    assert calls == ["get_many"]
+
+
 def test_agrees_compares_the_metrics_both_know():
     from app.cache.freshness import agrees
     assert agrees({"loss": "1:a"}, {"loss": "1:a"}) and agrees({}, {"loss": "1:a"})
