@@ -92,7 +92,7 @@ def test_a_metric_first_fetched_under_a_generation_is_checked_by_later_fetches(c
     """A generation learns each metric's history as views fetch it: ``acc``, first fetched
     by a second view under the generation ``loss``'s view made, is checked when the whole
     run is fetched after a late ``acc`` point, and the ``acc`` view is retired with it."""
-    client = cached_app(LOCAL_COPIES_MB=0).test_client()
+    client = cached_app(LOCAL_COPIES_MB=0, RUN_LIST_TTL=300).test_client()  # HIT even on a slow machine
     by_metric = {key: body(run_id=finished_run, metric_keys=[key]) for key in ("loss", "acc")}
     assert shown(poll(client, by_metric["loss"])) == BEFORE
     assert shown(poll(client, by_metric["acc"]), "acc") == (100, 0.99)
