@@ -2,6 +2,7 @@
 import math
 import re
 
+import numpy as np
 import orjson
 import pytest
 from hypothesis import given, strategies as st
@@ -88,6 +89,49 @@ def test_summary_matches_definition(triples):
     assert [(p["step"], p["timestamp"]) for p in got] == sorted((s, t) for s, _, t in triples)
     assert all(p["value"] is None or math.isfinite(p["value"]) for p in got)
     assert summary["last_value"] == (got[-1]["value"] if got else None)
+
+
+def series_of(triples) -> history.Series:
+    steps, values, stamps = zip(*triples) if triples else ((), (), ())
+    return history.Series(np.array(steps, np.int64), np.array(stamps, np.int64),
+                          np.array(values, np.float64))
+
+
+# Few steps and timestamps: many points share both, and only their values order them.
+POINT = st.tuples(st.integers(-3, 3), st.floats(allow_nan=True, allow_infinity=True),
+                  st.integers(0, 3))
+
+
+@given(st.lists(POINT, max_size=40), st.randoms(use_true_random=False))
+def test_a_digest_is_of_the_points_whatever_their_order(triples, rng):
+    """Two fetches of one history (MLflow may order tied points either way) agree."""
+    shuffled = list(triples)
+    rng.shuffle(shuffled)
+    assert history.digest(series_of(shuffled)) == history.digest(series_of(triples))
+    assert history.digest(series_of(triples)).startswith(f"{len(triples)}:")
+
+
+@given(st.lists(POINT, min_size=1, max_size=40), POINT, st.data())
+def test_a_point_more_less_or_changed_is_another_digest(triples, other, data):
+    before = history.digest(series_of(triples))
+    assert history.digest(series_of(triples + [other])) != before
+    assert history.digest(series_of(triples[1:])) != before
+    changed = data.draw(st.integers(0, len(triples) - 1))
+    step, value, stamp = triples[changed]
+    for point in ((step + 1, value, stamp), (step, value, stamp + 1)):
+        assert history.digest(series_of(triples[:changed] + [point] + triples[changed + 1:])) != before
+    if not math.isnan(value) and value != 7.5:
+        assert history.digest(series_of(triples[:changed] + [(step, 7.5, stamp)]
+                                        + triples[changed + 1:])) != before
+
+
+def test_a_digest_reads_any_nan_as_one():
+    quiet, other = np.array([np.nan]), np.array([0x7FF8_0000_0000_0001], np.int64).view(np.float64)
+    assert np.isnan(other[0]) and quiet.tobytes() != other.tobytes()
+    steps, stamps = np.zeros(1, np.int64), np.zeros(1, np.int64)
+    assert history.digest(history.Series(steps, stamps, quiet)) == \
+        history.digest(history.Series(steps, stamps, other))
+    assert history.digest(history.empty()).startswith("0:")
 
 
 def test_duration():

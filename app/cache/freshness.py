@@ -3,7 +3,8 @@
 MLflow lets a finished run be written to again (log_metric works; UpdateRun can set it
 RUNNING), so a copy is kept only under its run's *fingerprint*: what ``runs/get`` shows
 that a write would change. Points logged below the run's latest step change nothing
-here; RECENT_RUN_CACHE_TTL bounds how long they go unseen (app/cache/run_cache.py).
+here; RECENT_RUN_CACHE_TTL bounds how long they go unseen (app/cache/run_cache.py). A
+fetch that finds them is another matter: it ``agrees`` with the run's generation or not.
 """
 import hashlib
 
@@ -36,3 +37,10 @@ def _digest(run, metrics) -> str:
              info.get("run_name"),
              sorted((p["key"], p.get("value")) for p in data.get("params", [])), metrics]
     return hashlib.blake2b(orjson.dumps(state), digest_size=16).hexdigest()
+
+
+def agrees(known: dict, found: dict) -> bool:
+    """Whether a fetch's histories ``found`` ({metric key: history.digest}) are those a
+    generation's entries were made from (``known``): each metric both name has the same
+    digest. A metric the generation does not know yet is no disagreement: it is learned."""
+    return all(known.get(key, digest) == digest for key, digest in found.items())

@@ -33,6 +33,11 @@ def generation_key(uri: str, run_id: str) -> str:
     return "gen:" + run_key(uri, run_id)[len("run:"):]
 
 
+def histories_key(uri: str, run_id: str) -> str:
+    """Which histories the run's current generation was made from (app/cache/run_cache.py)."""
+    return generation_key(uri, run_id) + ":histories"
+
+
 def caller(target) -> list:
     """What tells callers apart: the MLflow they reach, as whom, and how."""
     return [normalize_uri(target.uri), target.username, target.password, target.verify_tls]

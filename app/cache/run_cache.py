@@ -17,6 +17,11 @@ with a TTL:
   ``RUN_CACHE_TTL``, or ``RECENT_RUN_CACHE_TTL`` for runs that ended less than
   ``RECENT_RUN_WINDOW`` ago (points logged to a finished run below its latest step
   change nothing MLflow's run metadata shows, so this bounds how long they go unseen).
+* ``gen:<uri digest>:<run id>:histories`` - which histories the generation's entries
+  were made from: its token and {metric key: ``history.digest``} of each metric fetched
+  under it. A fetch that finds another history (such a late point) makes a new
+  generation, so no two views of one generation answer different points. Read and
+  written by fetches only: a warm poll reads the small ``gen:`` record alone.
 * ``list:<MAC of caller and query>`` - which runs a query selected, with their
   metadata. TTL ``RUN_LIST_TTL``; per caller, since MLflow filters searches by
   permission.
@@ -41,7 +46,7 @@ import time
 from app.cache import keys
 from app.cache.copies import LocalCopies
 from app.cache.entries import Seal
-from app.cache.freshness import fingerprint
+from app.cache.freshness import agrees, fingerprint
 from app.cache.listings import Listings
 from app.cache.store import Store
 from app.cache.tails import Tails
@@ -68,6 +73,7 @@ class RunCache(Listings, Tails):
     run_key = staticmethod(keys.run_key)
     series_key = staticmethod(keys.series_key)
     generation_key = staticmethod(keys.generation_key)
+    histories_key = staticmethod(keys.histories_key)
 
     # --- health ----------------------------------------------------------
 
@@ -92,23 +98,33 @@ class RunCache(Listings, Tails):
         found = self.store.get_many(keys, default=None)
         if found is None:
             return None
-        prints = {run["info"]["run_id"]: fingerprint(run) for run in runs}
-        return {run_id: value.get("token") if isinstance(value, dict)
-                and value.get("fingerprint") == prints[run_id] else None
-                for run_id, value in zip(prints, found)}
+        return {run["info"]["run_id"]: _token(record, run) for run, record in zip(runs, found)}
 
-    def generation_for(self, uri, run, current: str | None, *, renew: bool) -> str:
-        """The generation a fetched run's entries are written under: ``current`` (read
-        before the fetch) unless ``renew`` or there is none; a new one retires every
-        copy of the run, here and in every worker."""
-        if current and not renew:
-            return current
-        token = secrets.token_hex(8)
-        if self.run_ttl <= 0:  # nothing is cached, nothing to retire
-            return token
-        self.store.set_many({self.generation_key(uri, run["info"]["run_id"]):
-                             {"fingerprint": fingerprint(run), "token": token}}, self.ttl_for(run))
-        return token
+    def generations_for(self, uri, fetched, *, renew: bool) -> dict:
+        """{run_id: generation its entries are written under} for finished runs just
+        fetched, ``fetched`` being [(run, {metric key: history.digest of what was found})].
+
+        A run keeps its current generation while the fetch ``agrees`` with the histories
+        the generation was made from (it learns the metrics it did not know yet); else, on
+        ``renew`` or with none, it gets a new one, which retires every copy of the run,
+        here and in every worker. So within a generation every view answers the same
+        points. Read in one round trip when the fetch is done (not before: another fetch
+        may have made a generation meanwhile); only a fetch reads the histories record,
+        never a warm poll."""
+        if self.run_ttl <= 0 or not fetched:  # nothing is cached, nothing to retire
+            return {run["info"]["run_id"]: secrets.token_hex(8) for run, _ in fetched}
+        names = [(self.generation_key(uri, run["info"]["run_id"]),
+                  self.histories_key(uri, run["info"]["run_id"])) for run, _ in fetched]
+        found = ([None] * 2 * len(names) if renew  # a refresh makes new ones whatever is there
+                 else self.store.get_many([name for pair in names for name in pair]))
+        tokens, writes = {}, {}  # writes: {ttl: {key: value}}
+        for (run, histories), pair, record, known in zip(fetched, names, found[::2], found[1::2]):
+            tokens[run["info"]["run_id"]], values = _generation(run, histories, pair, record, known)
+            writes.setdefault(self.ttl_for(run), {}).update(values)
+        for ttl, values in writes.items():
+            if values:
+                self.store.set_many(values, ttl)
+        return tokens
 
     def get_entries(self, keys):
         """{key: (header, payload view)} for the keys found intact and sealed by us."""
@@ -134,3 +150,35 @@ class RunCache(Listings, Tails):
 
     def is_locked(self, key) -> bool:
         return self.store.is_locked(key)
+
+
+def _generation(run, histories: dict, names, record, known) -> tuple:
+    """(generation, {key: value} to write) for a run fetched with ``histories``, given its
+    ``gen:`` and histories records (``names``: their keys) as they are now."""
+    current = _token(record, run)
+    known = _histories(known, current)
+    # Without its histories (a record evicted, or made by an older release) a generation
+    # cannot tell whether its entries agree with this fetch: it is replaced.
+    if current and known is not None and agrees(known, histories):
+        if histories.keys() <= known.keys():
+            return current, {}
+        return current, {names[1]: {"token": current, "histories": {**known, **histories}}}
+    token = secrets.token_hex(8)
+    return token, {names[0]: {"fingerprint": fingerprint(run), "token": token},
+                   names[1]: {"token": token, "histories": histories}}
+
+
+def _token(record, run) -> str | None:
+    """The generation a ``gen:`` record names, if it was made for the run as it is now."""
+    if isinstance(record, dict) and record.get("fingerprint") == fingerprint(run):
+        return record.get("token")
+    return None
+
+
+def _histories(record, token) -> dict | None:
+    """{metric key: digest} of the metrics fetched under the generation ``token``; None
+    if the record is missing or of another generation."""
+    if token and isinstance(record, dict) and record.get("token") == token \
+            and isinstance(record.get("histories"), dict):
+        return record["histories"]
+    return None

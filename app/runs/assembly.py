@@ -7,6 +7,7 @@ that selects (metric_keys, since_*, max_points) or a CSV export reads each metri
 columns, cached per finished run and metric (app/runs/columns.py), and cuts them on the
 way out.
 """
+from app import history
 from app.cache.flight import SingleFlight
 from app.cache.freshness import fingerprint, terminal
 from app.mlflow.histories import fetch_histories
@@ -165,6 +166,11 @@ class WholeRuns:
         points = {_id(run): sum(histories[(_id(run), key)].size for key in run_metric_keys(run))
                   for run in runs}
         self.ctx.budget.spend(sum(points.values()))  # before any of it is encoded as JSON
+        # Under the run's generation only if what was found agrees with it (else a new one).
+        found = [(run, {key: history.digest(histories[(_id(run), key)])
+                        for key in run_metric_keys(run)}) for run in runs if terminal(run)]
+        self.generations.update(self.cache.generations_for(self.ctx.target.uri, found,
+                                                           renew=self.ctx.refresh))
         ready = {}
         for run in runs:
             piece = encoding.run_json(run, histories)
@@ -174,14 +180,10 @@ class WholeRuns:
         return ready
 
     def _store(self, run, piece, points):
-        current = self.generations.get(_id(run))
-        generation = self.cache.generation_for(
-            self.ctx.target.uri, run, None if current is UNKNOWN else current,
-            renew=self.ctx.refresh)
+        generation = self.generations[_id(run)]
         header = {"status": run["info"]["status"], "fingerprint": fingerprint(run),
                   "experiment_id": run["info"]["experiment_id"], "histories": piece[1],
                   "points": points, "generation": generation, "format": RUN_FORMAT}
-        self.generations[_id(run)] = generation
         ttl = self.cache.ttl_for(run)
         self.cache.set_entry(self._key(run), header, piece[0], ttl)
         self.cache.local.put(self._key(run), header, piece[0], ttl=ttl)

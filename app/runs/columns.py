@@ -93,11 +93,12 @@ class MetricColumns:
         finished = [run for run in runs if terminal(run)]
         live = [run for run in runs if not terminal(run)]
         ready = self._histories(finished)
-        uri = self.ctx.target.uri
+        # Under the run's generation only if what was found agrees with it (else a new one).
+        self.generations.update(self.cache.generations_for(
+            self.ctx.target.uri, [(run, _digests(ready[_id(run)])) for run in finished],
+            renew=self.ctx.refresh))
         for run in finished:
-            generation = self.cache.generation_for(uri, run, self.generations.get(_id(run)),
-                                                   renew=self.ctx.refresh)
-            self.generations[_id(run)] = generation
+            generation = self.generations[_id(run)]
             for key, series in ready[_id(run)].items():
                 self.cache.set_entry(self._key(run, key),
                                      {"fingerprint": fingerprint(run), "generation": generation},
@@ -115,3 +116,7 @@ class MetricColumns:
 
 def _id(run):
     return run["info"]["run_id"]
+
+
+def _digests(by_key: dict) -> dict:
+    return {key: history.digest(series) for key, series in by_key.items()}
