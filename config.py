@@ -97,6 +97,9 @@ class Config:
     CACHE_MAX_ENTRY_MB = env_float("CACHE_MAX_ENTRY_MB", 64)
     RUN_LIST_TTL = env_int("RUN_LIST_TTL", 10)           # which runs a query selects
     AUTH_CACHE_TTL = env_int("AUTH_CACHE_TTL", 60)       # MLflow's yes to credentials+experiment
+    # Seconds a live run's shared tail answers polls before one request refreshes it
+    # (docs/cache.md: Live runs); 0 = every poll of a live run asks MLflow itself.
+    LIVE_REFRESH = env_float("LIVE_REFRESH", 5)
     # Keys the MACs of cached grants and entries; must be the same on every worker and host.
     SECRET_KEY = env_str("SECRET_KEY")
 

@@ -27,6 +27,7 @@ class RequestContext:
     budget: PointBudget
     concurrency: int      # parallel MLflow calls this request may make
     refresh: bool = False  # ask MLflow even for what is cached
+    live_refresh: float = 0.0  # LIVE_REFRESH: how old a live run's tail may be
 
     @property
     def asked_mlflow(self) -> bool:
@@ -50,4 +51,5 @@ def open_context(connection, *, refresh: bool = False) -> RequestContext:
                     history_page_size=config["MLFLOW_HISTORY_PAGE_SIZE"])
     return RequestContext(target, deadline, api, current_app.extensions["run_cache"], calls,
                           PointBudget(config["MAX_RESPONSE_POINTS"]),
-                          concurrency=config["MLFLOW_CONCURRENCY"], refresh=refresh)
+                          concurrency=config["MLFLOW_CONCURRENCY"], refresh=refresh,
+                          live_refresh=config["LIVE_REFRESH"])

@@ -134,16 +134,18 @@ def _is_ordered(series: Series) -> bool:
 
 
 def encode_metric(metric_name, series: Series, *, max_points=None, since_step=None,
-                  since_timestamp=None, max_step=None) -> list:
+                  since_timestamp=None, max_step=None, totals=None) -> list:
     """The contract's metric history object as JSON, in pieces for one final join.
 
     Points are ordered by step, then timestamp; NaN/Infinity are null; min/max are
     over the finite values only. ``since_*`` select the points first; the stats are
-    over every selected point; ``max_points`` then thins them for plotting and adds
-    ``downsampled``.
+    over every selected point, or ``totals`` (a ``tally`` of the whole history, when
+    ``series`` is only its newest points: a cursor's answer); ``max_points`` then thins
+    them for plotting and adds ``downsampled``.
     """
     series = window(ordered(series), since_step, since_timestamp, max_step)
-    summary = stats(series)
+    summary = stats(series) if totals is None else {
+        key: totals[key] for key in ("total_points", "min_value", "max_value", "last_value")}
     if max_points is not None:
         shown = downsample(series, max_points)
         summary["downsampled"] = shown.size < series.size
@@ -224,3 +226,52 @@ def duration_seconds(start_ms, end_ms):
     if start_ms is None or end_ms is None:
         return None
     return (int(end_ms) - int(start_ms)) / 1000.0
+
+
+# --- growing histories (a live run's tail: app/runs/increments.py) --------------------
+
+POINT = np.dtype([("step", "<i8"), ("timestamp", "<i8"), ("value", "<f8")])
+
+
+def keyed(series: Series) -> np.ndarray:
+    """One 24-byte key per point: equal keys are points MLflow stores once (its metric
+    rows are unique by step, timestamp and value). NaN has one bit pattern, -0.0 is 0.0."""
+    rows = np.empty(series.size, dtype=POINT)
+    rows["step"], rows["timestamp"] = series.steps, series.timestamps
+    values = series.values + 0.0
+    values[np.isnan(values)] = np.nan
+    rows["value"] = values
+    return rows.view("V24")
+
+
+def take(series: Series, keep) -> Series:
+    return Series(*(column[keep] for column in series))
+
+
+def without(series: Series, held: Series) -> Series:
+    """The points of ``series`` that ``held`` lacks, in ``series``' order."""
+    if not held.size or not series.size:
+        return series
+    return take(series, ~np.isin(keyed(series), keyed(held)))
+
+
+def tally(series: Series, prior: dict = None) -> dict:
+    """``stats`` of ``prior``'s points and ``series`` together, from ``prior`` (a tally)
+    and the new points alone: a growing history's stats without reading it again. The
+    last point is the greatest (step, timestamp, value), MLflow's own "latest" rule."""
+    new = stats(series) if series.size else None
+    if prior is None:
+        prior = {"total_points": 0, "min_value": None, "max_value": None,
+                 "last_value": None, "last": None}
+    if new is None:
+        return prior
+    finite = [v for v in (prior["min_value"], prior["max_value"], new["min_value"],
+                          new["max_value"]) if v is not None]
+    i = int(np.lexsort((series.values, series.timestamps, series.steps))[-1])
+    last = [int(series.steps[i]), int(series.timestamps[i])]
+    later = prior["last"] is None or last >= prior["last"]
+    return {"total_points": prior["total_points"] + series.size,
+            "min_value": min(finite) if finite else None,
+            "max_value": max(finite) if finite else None,
+            "last_value": finite_or_none(series.values[i]) if later else prior["last_value"],
+            "last": last if later else prior["last"]}

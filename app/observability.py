@@ -73,6 +73,18 @@ SINGLE_FLIGHT_WAITS = Histogram(
     "was read), fetch (it gave up: fetched here) or timeout (http_timeout spent)",
     ["outcome"], buckets=SECONDS)
 
+LIVE_TAILS = Counter(
+    "mlflow_logs_live_tail_total",
+    "Live runs answered: hit (from a fresh tail), refreshed (this request refreshed it), "
+    "stale (from the previous tail while another request refreshed it), timeout (the same, "
+    "waited for the refresh in vain) or fallback (no tail: asked of MLflow for this request)",
+    ["result"])
+LIVE_READS = Counter(
+    "mlflow_logs_live_reads_total",
+    "Tail refreshes' reads of a metric: range (bulk-interval calls, 100 runs each), offset and "
+    "whole (per run and metric), skipped (latest entry unchanged: the call saved)", ["kind"])
+LIVE_POINTS = Counter("mlflow_logs_live_points_total", "Points fetched into live tails")
+
 
 # --- hooks for the rest of the service -------------------------------------
 
@@ -101,6 +113,19 @@ def observe_mlflow(endpoint: str, send, *args, **kwargs):
 
 def cache_error(operation: str):
     CACHE_ERRORS.labels(operation).inc()
+
+
+def live_tail(result: str, runs: int = 1):
+    if runs:
+        LIVE_TAILS.labels(result).inc(runs)
+
+
+def live_refresh(reads: dict, points: int):
+    LIVE_TAILS.labels("refreshed").inc(reads.get("runs", 0))
+    for kind in ("range", "offset", "whole", "skipped"):
+        if reads.get(kind):
+            LIVE_READS.labels(kind).inc(reads[kind])
+    LIVE_POINTS.inc(points)
 
 
 def cache_lookups(kind: str, hits: int = 0, misses: int = 0):

@@ -68,6 +68,10 @@ class RunSchema(ma.Schema):
     metrics_summary = fields.Dict(keys=fields.String(), values=fields.Float(allow_none=True),
                                   metadata={"description": "Each metric's latest value: its "
                                             "history's last_value unless max_step cuts it"})
+    since_cursor = fields.Boolean(metadata={
+        "description": "Only with a `cursor` in the request: true when each history holds only "
+                       "the points logged since it (append them; the stats are the whole "
+                       "history's), false when the histories are whole (replace)"})
     metrics_history = fields.List(fields.Nested(MetricHistorySchema))
     tags = fields.Dict(keys=fields.String(), values=fields.String(), metadata={
         "description": "Only with include_tags: the run's MLflow tags"})
@@ -90,3 +94,6 @@ class RunsSchema(ma.Schema):
         "description": "Only with metric_keys: those that none of the runs has"})
     run_errors = fields.List(fields.Nested(RunErrorSchema), metadata={
         "description": "Only with run_ids: the runs that could not be read, and why"})
+    cursor = fields.String(metadata={
+        "description": "With histories: send it back as `cursor` to get only what is new "
+                       "(how a live chart polls: docs/api.md)"})

@@ -140,6 +140,9 @@ class Runs(MethodView):
 def runs(asked):
     query = asked.query
     as_csv = wants_csv(query.format)
+    if as_csv and query.view.cursor is not None:  # an Accept header the schema cannot see
+        raise errors.invalid_fields({"cursor": ["Not with a CSV answer (Accept: text/csv): a "
+                                                "cursor is for JSON answers."]})
     context = open_context(asked.connection, refresh=query.refresh)
     coding = None if as_csv else delivery.negotiated_coding()
     # If-None-Match is defined for GET and HEAD: a POST is answered in full.

@@ -11,6 +11,7 @@ from marshmallow import fields, validate
 
 from app.access.connection import Connection
 from app.access.profiles import PROFILE_NAME
+from app.runs import cursor
 from app.runs.query import RUN_STATUSES, RunsQuery, RunsRequest
 from app.fields import SettingLength, SettingRange
 from app.uris import http_uri
@@ -35,6 +36,20 @@ class StrictFloat(fields.Float):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise self.make_error("invalid", input=value)
         return super()._deserialize(value, attr, data, **kwargs)
+
+
+class CursorField(fields.String):
+    """The ``cursor`` of a previous answer (app/runs/cursor.py), typed into a ``Cursor``."""
+
+    default_error_messages = {"not_cursor": "Not a cursor of this service: send back the "
+                                            "`cursor` of a previous answer as it came."}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return cursor.decode(text)
+        except ValueError:
+            raise self.make_error("not_cursor") from None
 
 
 MIN_MAX_POINTS = 10  # room for the first and last point and a few buckets' extremes
@@ -200,6 +215,13 @@ class RunsQuerySchema(ConnectionSchema):
         load_default=None, allow_none=True, strict=True,
         validate=validate.Range(min=-(2**63), max=2**63 - 1),
         metadata={"description": "Only points logged after this time (ms since the epoch)"})
+    cursor = CursorField(
+        load_default=None, allow_none=True,
+        metadata={"maxLength": cursor.MAX_LENGTH, "description": "The `cursor` of the previous answer to this query: each run "
+                                 "the cursor holds comes with only the points logged since "
+                                 "(`since_cursor` true: append them) or whole (`since_cursor` "
+                                 "false: replace). How a live chart polls: docs/api.md. Not "
+                                 "with since_step, since_timestamp, max_step or format csv"})
     include_tags = StrictBoolean(
         load_default=False,
         metadata={"description": "Add each run's MLflow tags as `tags` {key: value}, all of "
@@ -215,6 +237,21 @@ class RunsQuerySchema(ConnectionSchema):
         since, most = data.get("since_step"), data.get("max_step")
         if since is not None and most is not None and most <= since:
             raise ma.ValidationError(f"Must be greater than since_step ({since}).", "max_step")
+
+    @ma.validates_schema
+    def cursor_alone(self, data, **kwargs):
+        """A cursor says which points are new: a window or a CSV would contradict it."""
+        if data.get("cursor") is None:
+            return
+        clashing = [f for f in ("since_step", "since_timestamp", "max_step")
+                    if data.get(f) is not None]
+        if data.get("format") == "csv":
+            clashing.append("format")
+        if data.get("include_metric_history") is False:
+            clashing.append("include_metric_history false")
+        if clashing:
+            raise ma.ValidationError(f"Not with {', '.join(clashing)}: a cursor already says "
+                                     "which points are new (JSON answers only).", "cursor")
 
     @ma.post_load(pass_original=True)
     def typed(self, data, original, **kwargs):

@@ -79,7 +79,8 @@ def test_running_run_is_fetched_fresh_and_cached_once_finished(cached_app, body,
     run_id = admin_client.create_run(experiment_id).info.run_id
     admin_client.log_metric(run_id, "loss", 1.0, step=0)
     list_ttl = 5  # long enough that two polls under load fall within one listing's life
-    client = cached_app(RUN_LIST_TTL=list_ttl).test_client()
+    # LIVE_REFRESH 0: every poll of the live run asks MLflow (tests/test_live_tail.py: tails)
+    client = cached_app(RUN_LIST_TTL=list_ttl, LIVE_REFRESH=0).test_client()
 
     def history():
         payload = poll(client, body(run_id=run_id)).get_json()

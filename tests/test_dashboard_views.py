@@ -8,6 +8,7 @@ import time
 import pytest
 from mlflow.tracking import MlflowClient
 
+from app import create_app
 from tests.support import seed
 from tests.support.calls import expected_history, post_runs, strict_json, user_body
 from tests.support.overrides import module_wide_client  # noqa: F401  (client: one per module)
@@ -101,8 +102,16 @@ def log_steps(mlflow, run_id, steps, key="loss"):
         mlflow.log_batch(run_id, metrics=metrics[start:start + 1000])
 
 
-def test_since_step_on_a_live_run_returns_exactly_the_new_points(client, mlflow_scratch_server,
+@pytest.fixture
+def per_poll_client():
+    """LIVE_REFRESH=0: every poll of a live run asks MLflow (no shared tail)."""
+    return create_app({"TESTING": True, "LIVE_REFRESH": 0}).test_client()
+
+
+def test_since_step_on_a_live_run_returns_exactly_the_new_points(per_poll_client,
+                                                                 mlflow_scratch_server,
                                                                  live_run, mlflow_calls):
+    client = per_poll_client
     mlflow, run_id = live_run
     log_steps(mlflow, run_id, range(10))
     body = user_body(mlflow_scratch_server, run_id=run_id)
@@ -121,9 +130,10 @@ def test_since_step_on_a_live_run_returns_exactly_the_new_points(client, mlflow_
 
 
 def test_since_step_past_the_interval_sample_size_is_still_complete(
-        client, mlflow_scratch_server, live_run, mlflow_calls):
+        per_poll_client, mlflow_scratch_server, live_run, mlflow_calls):
     """More than 2,500 new points: MLflow's interval answer would be sampled, so the
     run is fetched in full and cut."""
+    client = per_poll_client
     mlflow, run_id = live_run
     log_steps(mlflow, run_id, range(3000))
     body = user_body(mlflow_scratch_server, run_id=run_id, since_step=10)

@@ -2,6 +2,7 @@
 against the real MLflow and Redis."""
 import pytest
 
+from app.runs.cursor import Cursor
 from tests.support.overrides import scratch_mlflow_server  # noqa: F401  (writes to MLflow)
 
 
@@ -31,12 +32,20 @@ def test_finished_runs_have_a_stable_etag_until_something_changes(client, body, 
     assert poll(client, query).headers["ETag"] == refreshed
 
 
-def test_an_answer_with_a_live_run_has_no_etag(client, body, admin_client):
+def test_a_live_runs_tag_is_its_tails_and_without_a_tail_there_is_none(
+        cached_app, body, admin_client):
     experiment_id = admin_client.create_experiment("etag-live-" + __name__.replace(".", "-")
-                                                   + str(id(client)))
+                                                   + str(id(cached_app)))
     run_id = admin_client.create_run(experiment_id).info.run_id
     admin_client.log_metric(run_id, "loss", 1.0, step=0)
-    assert "ETag" not in poll(client, body(run_id=run_id)).headers
+    client = cached_app(LIVE_REFRESH=600).test_client()
+    tag = poll(client, body(run_id=run_id)).headers["ETag"]
+    admin_client.log_metric(run_id, "loss", 0.5, step=1)
+    assert poll(client, body(run_id=run_id)).headers["ETag"] == tag  # the tail, unchanged
+    refreshed = cached_app(LIVE_REFRESH=0.001).test_client()  # the same Redis: refreshed
+    assert poll(refreshed, body(run_id=run_id)).headers["ETag"] != tag
+    per_poll = cached_app(LIVE_REFRESH=0).test_client()  # no tail: nothing cheaper says more
+    assert "ETag" not in poll(per_poll, body(run_id=run_id)).headers
 
 
 def basic(user, password):
@@ -85,7 +94,8 @@ VARIANTS = {
                   "filter_string": "metrics.loss < 1", "order_by": ("start_time ASC",),
                   "run_status": ("FINISHED",), "include_tags": True},
     "View": {"metric_keys": ("loss",), "max_points": 5, "since_step": 10,
-             "since_timestamp": 1, "max_step": 100},
+             "since_timestamp": 1, "max_step": 100,
+             "cursor": Cursor("k", (("r1", "g", "f" * 32, 0),))},
     "RunsQuery": {"include_metric_history": False, "format": "csv"},
 }
 FINISHED_LISTING = {"experiment": {"experiment_id": "1", "name": "e"}, "runs": [

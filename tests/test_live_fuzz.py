@@ -17,7 +17,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from app import create_app
 from tests.support.gunicorn import gunicorn
-from tests.support.calls import schema_accepts
+from tests.support.calls import keep_cross_field_rules, schema_accepts
 
 CALL_TIMEOUT = 30  # a hang guard per call; valid generated http_timeouts become <= 5 s
 REQUEST_LINE_ROOM = 3500  # bytes of query string well inside gunicorn's 4,094-byte request line
@@ -61,7 +61,7 @@ def test_live_service_never_fails_on_any_input(method, path, live_schema, mlflow
     def call(case):
         aim_at(case.body, mlflow_server)
         for fields in (case.body, case.query):
-            keep_step_range(fields)
+            keep_cross_field_rules(fields)
         query = case.query
         if isinstance(query, dict) and schema_accepts("tracking_uri", query.get("tracking_uri")):
             query["tracking_uri"] = mlflow_server.uri  # a GET form: never credentials in a URL
@@ -95,18 +95,6 @@ def mlflow_grammar_rejection(response) -> bool:
     return bool(errors) and set(errors) <= {"filter_string", "order_by"} and all(
         message.startswith("MLflow rejected it") for messages in errors.values()
         for message in messages)
-
-
-def keep_step_range(fields):
-    """max_step > since_step: a rule between two fields that JSON Schema cannot state (the
-    spec says it in words; its 422 is tested in test_dashboard_fields), kept as in
-    test_docs_and_fuzz."""
-    if not isinstance(fields, dict):
-        return
-    since, most = fields.get("since_step"), fields.get("max_step")
-    if all(isinstance(v, int) and not isinstance(v, bool) for v in (since, most)) \
-            and most <= since < 2**63 - 1:
-        fields["max_step"] = since + 1
 
 
 def aim_at(body, server):

@@ -5,11 +5,19 @@ import json
 
 import pytest
 
-from app import errors
+from app import create_app, errors
 from app.mlflow.api import reads
 from app.mlflow.errors import NotMlflow
 from app.mlflow.target import MlflowTarget
 from tests.support.fake_mlflow import AJAX, API, EXPERIMENT, POINT, RUNS
+
+
+@pytest.fixture
+def client():
+    """LIVE_REFRESH 0: the live run's poll is the per-poll read of what follows since_step
+    (bulk-interval); with a tail its first poll reads the history whole. A tail's reads are
+    these endpoints, checked the same way (app/mlflow/api.py)."""
+    return create_app({"TESTING": True, "LIVE_REFRESH": 0}).test_client()
 
 
 def with_run(**changes):

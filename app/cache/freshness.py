@@ -20,12 +20,22 @@ def terminal(run) -> bool:
 
 def fingerprint(run: dict) -> str:
     """What must not have changed for a cached copy of ``run`` to still be right."""
+    metrics = run.get("data", {}).get("metrics", [])
+    return _digest(run, sorted((m["key"], str(m.get("value")), m.get("step"), m.get("timestamp"))
+                               for m in metrics))
+
+
+def live_print(run: dict) -> str:
+    """What of a live run its answer shows besides the histories, which come from its tail
+    (and so do the summary's values): its fingerprint, but of its metrics only the keys."""
+    return _digest(run, sorted(m["key"] for m in run.get("data", {}).get("metrics", [])))
+
+
+def _digest(run, metrics) -> str:
     info, data = run["info"], run.get("data", {})
     state = [info.get("status"), info.get("end_time"), info.get("lifecycle_stage"),
              info.get("run_name"),
-             sorted((p["key"], p.get("value")) for p in data.get("params", [])),
-             sorted((m["key"], str(m.get("value")), m.get("step"), m.get("timestamp"))
-                    for m in data.get("metrics", []))]
+             sorted((p["key"], p.get("value")) for p in data.get("params", [])), metrics]
     return hashlib.blake2b(orjson.dumps(state), digest_size=16).hexdigest()
 
 

@@ -49,11 +49,12 @@ from app.cache.entries import Seal
 from app.cache.freshness import agrees, fingerprint
 from app.cache.listings import Listings
 from app.cache.store import Store
+from app.cache.tails import Tails
 
 log = logging.getLogger(__name__)
 
 
-class RunCache(Listings):
+class RunCache(Listings, Tails):
     """The cache as the service sees it; every method survives a broken backend."""
 
     def __init__(self, store: Store, *, secret: bytes, run_ttl: int, list_ttl: int, auth_ttl: int,

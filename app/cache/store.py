@@ -178,3 +178,24 @@ class Store(Locks):
                 pipe.delete(self.prefix + key)
             pipe.execute()
         self._call("delete", delete)
+
+    def touch_many(self, keys, ttl: float):
+        """Give ``keys`` (those that still exist) a new TTL of ``ttl`` seconds."""
+        keys = list(keys)
+        if not keys:
+            return
+        if self.redis is None:  # SimpleCache: read and write back
+            def touch():
+                for key in keys:
+                    value = self.backend.get(key)
+                    if value is not None:
+                        self.backend.set(key, value, max(1, round(ttl)))
+            self._call("touch", touch)
+            return
+
+        def touch():
+            pipe = self.redis.pipeline(transaction=False)
+            for key in keys:
+                pipe.pexpire(self.prefix + key, max(1, int(ttl * 1000)))
+            pipe.execute()
+        self._call("touch", touch)

@@ -4,7 +4,9 @@
 raises what it raises (app/mlflow/errors.py); callers that handle MLflow's own refusal
 (a bulk endpoint a server lacks, a filter MLflow rejects) catch ``Rejected``.
 """
+import base64
 import functools
+import json
 
 from app import history
 from app.mlflow import shapes, wording
@@ -150,6 +152,20 @@ class MlflowApi:
         Each page becomes compact columns before the next is fetched.
         """
         params = {"run_id": run_id, "metric_key": key, "max_results": self.history_page_size}
+        pages = self._pages("GET", f"{API}/metrics/get-history", "metrics", params,
+                            shape=shapes.history_page, page_size=self.history_page_size)
+        return history.concat(from_records(page) for page in pages)
+
+    @reads(f"{API}/metrics/get-history")
+    def get_metric_history_from(self, run_id: str, key: str, offset: int):
+        """The points of one metric from the ``offset``-th on, in MLflow's own order
+        (timestamp, step, value), following its page tokens: a live run's new points at
+        any step, in one call. The first page's token is MLflow's own format
+        ({"offset": n}, base64), which MLflow calls unstable: a server that refuses it
+        answers 400 (``Rejected``) and the caller reads the history whole instead."""
+        token = base64.b64encode(json.dumps({"offset": offset}).encode()).decode()
+        params = {"run_id": run_id, "metric_key": key, "max_results": self.history_page_size,
+                  "page_token": token}  # the first page's; _pages follows MLflow's own after it
         pages = self._pages("GET", f"{API}/metrics/get-history", "metrics", params,
                             shape=shapes.history_page, page_size=self.history_page_size)
         return history.concat(from_records(page) for page in pages)

@@ -15,6 +15,8 @@ from app.runs import encoding, export
 from app.runs.etag import etag_of, held
 from app.runs.columns import MetricColumns
 from app.runs.compressed import CompressedForms
+from app.runs.cursor import answer_cursor
+from app.runs.live import LiveHistories
 from app.runs.listing import listing
 from app.runs.query import RunsQuery
 from app.runs.views import run_metric_keys
@@ -27,48 +29,59 @@ def runs(ctx, query: RunsQuery, *, as_csv: bool = False, coding: str = None,
     ``if_none_match`` (a GET's or HEAD's, werkzeug's ETags): when it holds the answer as
     the cache knows it, the answer is a 304's, decided before any entry is read."""
     found, listed_from_cache = listing(ctx, query.selection)
+    tails = LiveHistories(ctx)
     if if_none_match:
-        tag = held(if_none_match, _current_etag(ctx, query, found, as_csv))
+        tag = held(if_none_match, _current_etag(ctx, query, found, as_csv, tails))
         if tag:
             headers = encoding.csv_headers(found, query.view) if as_csv else None
             return encoding.not_modified(tag, _cache_state(ctx, listed_from_cache, 0), headers)
     selected, view = found["runs"], query.view
     if as_csv or view.selects:
         # without histories (include_metric_history false) a CSV is its header only
-        columns = MetricColumns(ctx, view)
+        columns = MetricColumns(ctx, view, tails)
         histories, hits = (columns.collect(selected)
                            if query.include_metric_history else (None, 0))
         ctx.budget.spend(sum(view.shown_size(series) for series in (histories or {}).values()))
         state = _cache_state(ctx, listed_from_cache, hits)
-        etag = etag_of(query, found, columns.generations, as_csv=as_csv)
+        etag = etag_of(query, found, columns.generations, as_csv=as_csv,
+                       live=columns.live and columns.live.states)
         if as_csv:
             return encoding.RunsAnswer(export.csv_chunks(selected, histories, view), None,
                                        state, encoding.csv_headers(found, view), etag)
-        pieces = [encoding.run_json(run, histories, view) for run in selected]
+        pieces = [encoding.run_json(run, histories, view, columns.totals.get(_id(run)))
+                  for run in selected]
+        live = columns.live
     else:
-        whole = WholeRuns(ctx)
+        whole = WholeRuns(ctx, tails)
         pieces, hits = whole.build(selected, query.include_metric_history)
         state = _cache_state(ctx, listed_from_cache, hits)
-        etag = etag_of(query, found, whole.generations, as_csv=False)
+        etag = etag_of(query, found, whole.generations, as_csv=False,
+                       live=whole.live and whole.live.states)
         # A stored compressed form is of the run's JSON alone: not with this query's tags.
         if coding and query.include_metric_history and not query.selection.include_tags:
             pieces = CompressedForms(ctx, coding).wrap(selected, pieces, whole.generations)
+        live = whole.live
     if query.selection.include_tags:
         pieces = [(encoding.with_tags(piece, run), n) for (piece, n), run in zip(pieces, selected)]
-    return encoding.json_answer(found, pieces, view, state, etag)
+    next_cursor = answer_cursor(view, selected, live) if query.include_metric_history else None
+    return encoding.json_answer(found, pieces, view, state, etag, next_cursor)
 
 
-def _current_etag(ctx, query, found, as_csv):
-    """The answer's ETag from the listing and the runs' generations alone (small ``gen:``
-    keys; no entry, column or compressed form is read). None when it has none: on a
-    refresh (it makes new generations), with a live run (issue 20 will give those theirs
-    here), or while the cache cannot say a run's generation."""
+def _current_etag(ctx, query, found, as_csv, tails):
+    """The answer's ETag from the listing, the finished runs' generations (small ``gen:``
+    keys) and the live runs' tail states alone: no entry, column, compressed form or
+    tail chunk is read. None when it has none: on a refresh (it makes new generations),
+    or while the cache cannot say a run's generation or tail."""
     runs = found["runs"]
-    if ctx.refresh or not all(terminal(run) for run in runs):
+    if ctx.refresh:
         return None
-    generations = (ctx.cache.generations(ctx.target.uri, runs)
-                   if query.include_metric_history else {})  # a tag without them: app/runs/etag.py
-    return etag_of(query, found, generations or {}, as_csv=as_csv)
+    if not query.include_metric_history:  # a tag without histories: app/runs/etag.py
+        return etag_of(query, found, {}, as_csv=as_csv)
+    keys_of = query.view.keys_of if as_csv or query.view.selects else run_metric_keys
+    live = [run for run in runs if not terminal(run)]
+    states = tails.states(live, keys_of) if live else {}
+    generations = ctx.cache.generations(ctx.target.uri, [run for run in runs if terminal(run)])
+    return etag_of(query, found, generations or {}, as_csv=as_csv, live=states)
 
 
 def _cache_state(ctx, listed_from_cache, hits):
@@ -88,18 +101,27 @@ class WholeRuns:
     """Each selected run as response JSON bytes: from the cache when it is a finished
     run whose cached copy is current, else built from MLflow (and cached if finished)."""
 
-    def __init__(self, ctx):
+    def __init__(self, ctx, tails: LiveHistories = None):
         self.ctx, self.cache = ctx, ctx.cache
+        self.tails = tails or LiveHistories(ctx)
         self.generations = {}  # {run_id: current token, None, or UNKNOWN} of the runs looked up
+        self.live = None       # app/runs/live.LiveRead of the live runs, from their tails
 
     def build(self, runs, include_history):
         """[(run JSON bytes, number of histories)] in ``runs`` order, and the cache hits."""
         if not include_history:
             return [encoding.run_json(run) for run in runs], 0
+        live = [run for run in runs if not terminal(run)]
+        self.live = self.tails.read(live, run_metric_keys)
+        ready = {}
+        if self.live is not None:
+            self.ctx.budget.spend(sum(points.size for points in self.live.series.values()))
+            ready = {_id(run): encoding.run_json(run, self.live.series) for run in live}
         flight = SingleFlight(self.cache, self.ctx.deadline, refresh=self.ctx.refresh,
                               ident=_id, lock_key=self._lock_key, cached=self._cached,
-                              fetch=self._fetch).get(runs)
-        return [flight.ready[_id(run)] for run in runs], flight.hits
+                              fetch=self._fetch).get([run for run in runs if _id(run) not in ready])
+        ready.update(flight.ready)
+        return [ready[_id(run)] for run in runs], flight.hits
 
     def _key(self, run):
         return self.cache.run_key(self.ctx.target.uri, _id(run))

@@ -2,28 +2,63 @@
 cut or thin histories and for CSV.
 
 A finished run's metrics are kept complete in the cache, as columns (a miss fetches
-them whole and caches them, single flight as for whole runs); a live run's are
-fetched, with ``since_step`` only the points after it. Cutting and thinning happen on
-the way out (app/runs/views.py).
+them whole and caches them, single flight as for whole runs); a live run's come from its
+shared tail (app/runs/live.py), or without one are fetched, with ``since_step`` only the
+points after it. With a cursor, a run the caller holds comes as what is new since it
+(``totals`` then has its whole histories' stats). Cutting and thinning happen on the way
+out (app/runs/views.py).
 """
 from app import history
 from app.cache.flight import SingleFlight
 from app.cache.freshness import fingerprint, terminal
 from app.mlflow.histories import fetch_histories
+from app.runs.cursor import FINISHED, LIVE
+from app.runs.live import LiveHistories
 
 
 class MetricColumns:
-    def __init__(self, ctx, view):
+    def __init__(self, ctx, view, tails: LiveHistories = None):
         self.ctx, self.cache, self.view = ctx, ctx.cache, view
+        self.tails = tails or LiveHistories(ctx)
         self.generations = {}  # of the runs last looked up: {run_id: token}
+        self.live = None       # app/runs/live.LiveRead of the live runs, from their tails
+        self.totals = {}       # {run_id: {key: history.tally}}: runs answered since the cursor
 
     def collect(self, runs):
         """({(run_id, key): Series} for the view's metrics of ``runs``, cache hits)."""
+        live = [run for run in runs if not terminal(run)]
+        self.live = self.tails.read(live, self.view.keys_of, self._after)
+        if self.live is not None:
+            runs = [run for run in runs if terminal(run)]
         flight = SingleFlight(self.cache, self.ctx.deadline, refresh=self.ctx.refresh,
                               ident=_id, lock_key=self._lock_key, cached=self._cached,
                               fetch=self._fetch).get(runs)
-        return {(run_id, key): series for run_id, by_key in flight.ready.items()
-                for key, series in by_key.items()}, flight.hits
+        found = {(run_id, key): series for run_id, by_key in flight.ready.items()
+                 for key, series in by_key.items()}
+        self._since_cursor(runs, found)
+        if self.live is not None:
+            found.update(self.live.series)
+            for run in live:
+                if self.live.since[_id(run)] is not None:
+                    metrics = self.live.states[_id(run)].metrics
+                    self.totals[_id(run)] = {key: metrics[key].tally
+                                             for key in self.view.keys_of(run)}
+        return found, flight.hits
+
+    def _after(self, run_id, state):
+        """The sequence number the cursor holds of a live run's tail (same epoch), or None."""
+        held = self.view.held(run_id)
+        return held[2] if held and held[0] == LIVE and held[1] == state.epoch else None
+
+    def _since_cursor(self, runs, found):
+        """Finished runs the cursor holds as they are (their fingerprint): nothing is new."""
+        for run in runs:
+            held = self.view.held(_id(run))
+            if held and held[0] == FINISHED and terminal(run) and held[1] == fingerprint(run):
+                keys = self.view.keys_of(run)
+                self.totals[_id(run)] = {key: history.tally(found[(_id(run), key)])
+                                         for key in keys}
+                found.update(((_id(run), key), history.empty()) for key in keys)
 
     def _lock_key(self, run):
         if not terminal(run):

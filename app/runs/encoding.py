@@ -41,8 +41,9 @@ def not_modified(tag: str, cache_state, headers=None) -> RunsAnswer:
     return RunsAnswer((), 0, cache_state, headers, tag, not_modified=True)
 
 
-def json_answer(listing, pieces, view, cache_state, etag=None) -> RunsAnswer:
-    """The contract's envelope around the runs' pre-encoded JSON pieces."""
+def json_answer(listing, pieces, view, cache_state, etag=None, cursor=None) -> RunsAnswer:
+    """The contract's envelope around the runs' pre-encoded JSON pieces; ``cursor`` for the
+    next poll (app/runs/cursor.py)."""
     experiment = listing["experiment"]
     head = {"success": True, "experiment_name": experiment and experiment["name"],
             "total_runs": len(pieces)}
@@ -52,6 +53,8 @@ def json_answer(listing, pieces, view, cache_state, etag=None) -> RunsAnswer:
         tail["unknown_metric_keys"] = view.unknown_keys(listing["runs"])
     if "errors" in listing:
         tail["run_errors"] = listing["errors"]
+    if cursor is not None:
+        tail["cursor"] = cursor
     chunks = [orjson.dumps(head)[:-1] + b',"runs":[']
     for i, (piece, _) in enumerate(pieces):
         if i:
@@ -75,14 +78,16 @@ def csv_headers(listing, view):
     return headers
 
 
-def run_json(run, histories=None, view=View()):
+def run_json(run, histories=None, view=View(), totals=None):
     """(the contract's run object as JSON, its number of histories).
 
     ``histories`` None means none were asked for. Metric histories are spliced in
     as pre-encoded pieces and everything is joined once: a million-point history
-    is never held as Python objects, nor copied more than once.
+    is never held as Python objects, nor copied more than once. ``totals`` ({key:
+    history.tally}) marks a run answered since the view's cursor: its histories hold only
+    what is new, their stats are the whole history's.
     """
-    head = run_fields(run, view, histories)
+    head = run_fields(run, view, histories, totals)
     if histories is None:
         return orjson.dumps(dict(head, metrics_history=[])), 0
     keys = view.keys_of(run)
@@ -91,16 +96,18 @@ def run_json(run, histories=None, view=View()):
         if i:
             pieces.append(b",")
         # pop: each history's columns are freed once encoded, before the final join.
-        pieces += view.encode(key, histories.pop((head["run_id"], key)))
+        pieces += view.encode(key, histories.pop((head["run_id"], key)),
+                              None if totals is None else totals[key])
     pieces.append(b"]}")
     return b"".join(pieces), len(keys)
 
 
-def run_fields(run, view=View(), histories=None):
+def run_fields(run, view=View(), histories=None, totals=None):
     """The contract's run object without ``metrics_history`` (which comes last), and the
-    dashboard's fields (times in ms since the epoch, null when MLflow has none)."""
+    dashboard's fields (times in ms since the epoch, null when MLflow has none); with a
+    cursor, ``since_cursor``: whether the histories are only what is new since it."""
     info, data = run["info"], run.get("data", {})
-    return {
+    fields = {
         "run_id": info["run_id"],
         "run_name": info.get("run_name"),
         "status": info.get("status"),
@@ -110,8 +117,11 @@ def run_fields(run, view=View(), histories=None):
         "experiment_id": info.get("experiment_id"),
         "user_id": info.get("user_id") or None,
         "parameters": {p["key"]: p.get("value", "") for p in data.get("params", [])},
-        "metrics_summary": view.summary(run, histories),
+        "metrics_summary": view.summary(run, histories, totals),
     }
+    if view.cursor is not None:
+        fields["since_cursor"] = totals is not None
+    return fields
 
 
 def _ms(value):

@@ -10,17 +10,17 @@ header); the encoding of runs (``FORMAT``); the listing's extras (experiment, ru
 and, for each run, its fingerprint, its tags when asked for, and the *generation* its
 cached copies belong to (app/cache/run_cache.py): a refresh, or a refetch after a copy
 expired (which is how points logged late below a run's latest step come in), writes a
-new generation and so a new tag. The content coding is not hashed: app/delivery.py
-appends it to a compressed answer's tag. An answer with a run that is not finished has
-no ETag: its histories come fresh from MLflow on every poll, and nothing cheaper than
-the answer itself says whether they changed. Nor has one while the cache cannot say a
-run's generation.
+new generation and so a new tag. A live run's part is its shared tail as read (its epoch
+and sequence number: app/cache/tails.py) with what the listing shows of it besides its
+metrics' values (``live_print``). The content coding is not hashed: app/delivery.py
+appends it to a compressed answer's tag. An answer has no ETag while the cache cannot
+say a run's generation or tail (a live run read from MLflow for this request alone).
 """
 import hashlib
 
 import orjson
 
-from app.cache.freshness import fingerprint, terminal
+from app.cache.freshness import fingerprint, live_print, terminal
 from app.runs.query import RunsQuery
 
 # Bump when the bytes of a run or of the envelope change for the same runs and query.
@@ -29,19 +29,27 @@ FORMAT = "runs-json-1"
 CODING_SUFFIXES = ("-gzip", "-zstd")
 
 
-def etag_of(query: RunsQuery, listing, generations: dict, *, as_csv: bool) -> str | None:
-    runs = listing["runs"]
-    if not all(terminal(run) for run in runs):
-        return None
+def etag_of(query: RunsQuery, listing, generations: dict, *, as_csv: bool,
+            live: dict = None) -> str | None:
+    """``live``: {run_id: TailState}, the live runs' tails as read for this answer."""
     with_history = query.include_metric_history
     made_of = []
-    for run in runs:
-        generation = generations.get(run["info"]["run_id"]) if with_history else ""
-        if not isinstance(generation, str):  # unknown: not cached, or the cache is down
-            return None
-        # Tags (include_tags) are not in the fingerprint: they come with the listing.
-        made_of.append([run["info"]["run_id"], fingerprint(run), generation,
-                        run.get("data", {}).get("tags")])
+    for run in listing["runs"]:
+        run_id, tags = run["info"]["run_id"], run.get("data", {}).get("tags")
+        if not with_history:  # the run as listed is the whole answer
+            made_of.append([run_id, fingerprint(run), "", tags])
+        elif terminal(run):
+            generation = generations.get(run_id)
+            if not isinstance(generation, str):  # unknown: not cached, or the cache is down
+                return None
+            # Tags (include_tags) are not in the fingerprint: they come with the listing.
+            made_of.append([run_id, fingerprint(run), generation, tags])
+        else:
+            state = (live or {}).get(run_id)
+            if state is None:  # read from MLflow for this request alone: nothing says more
+                return None
+            # Its histories (and so the summary) are the tail's as of (epoch, seq).
+            made_of.append([run_id, live_print(run), state.epoch, state.seq, tags])
     # The query whole (RunsQuery.answer_parts: every field but refresh), not a hand-picked
     # list: one field left out (max_step was) gives two different answers one tag.
     parts = [FORMAT, "csv" if as_csv else "json", query.answer_parts(), listing["experiment"],

@@ -3,6 +3,7 @@ points (since_step / max_step / since_timestamp) and how many (max_points). Pure
 from dataclasses import dataclass, fields
 
 from app import history
+from app.runs.cursor import Cursor, keys_digest
 
 
 @dataclass(frozen=True)
@@ -12,12 +13,21 @@ class View:
     since_step: int = None
     since_timestamp: int = None
     max_step: int = None           # with since_step: since_step < step <= max_step
+    cursor: Cursor = None          # what the caller holds of each run (app/runs/cursor.py)
 
     @classmethod
     def of(cls, query: dict) -> "View":
         keys = query.get("metric_keys")
         return cls(tuple(keys) if keys else None, query.get("max_points"),
-                   query.get("since_step"), query.get("since_timestamp"), query.get("max_step"))
+                   query.get("since_step"), query.get("since_timestamp"), query.get("max_step"),
+                   query.get("cursor"))
+
+    def held(self, run_id):
+        """(kind, token, seq) of what the cursor says the caller holds of ``run_id``: only if
+        it was made for these metric_keys (else the caller gets the run whole)."""
+        if self.cursor is None or self.cursor.keys != keys_digest(self.metric_keys):
+            return None
+        return self.cursor.of(run_id)
 
     def key_parts(self) -> list:
         """Every field, in order, as JSON-able values: the view's share of an answer's
@@ -43,14 +53,16 @@ class View:
         have = {key for run in runs for key in run_metric_keys(run)}
         return [key for key in self.metric_keys or () if key not in have]
 
-    def summary(self, run, histories=None) -> dict:
+    def summary(self, run, histories=None, totals=None) -> dict:
         """metrics_summary: the latest value of each metric shown.
 
         The listing's latest values and the histories come from different MLflow calls;
         for a live run the histories are read later and may hold newer points. So the
         latest point of the history read for this answer wins wherever there is one
-        (``histories``: {(run_id, key): Series}); the listing's value stands for a
-        metric none was read of (no histories asked, or no point after since_step).
+        (``histories``: {(run_id, key): Series}), or of the whole history where only what
+        is new since a cursor was read (``totals``: {key: history.tally}); the listing's
+        value stands for a metric none was read of (no histories asked, or no point after
+        since_step).
         Hence a metric's summary is its history's ``last_value`` whenever the history
         shown is not cut from above (no max_step below the run's last step).
         """
@@ -61,14 +73,19 @@ class View:
         run_id = run["info"]["run_id"]
         for key in shown:
             series = (histories or {}).get((run_id, key))
-            if series is not None and series.size:
+            if totals and key in totals:
+                shown[key] = totals[key]["last_value"]
+            elif series is not None and series.size:
                 shown[key] = history.last_value(series)
         return shown
 
-    def encode(self, key, series) -> list:
+    def encode(self, key, series, totals=None) -> list:
+        """The history object of ``series``; with ``totals`` (a history.tally of the whole
+        history) ``series`` is only what is new since the cursor."""
         return history.encode_metric(key, series, max_points=self.max_points,
                                      since_step=self.since_step,
-                                     since_timestamp=self.since_timestamp, max_step=self.max_step)
+                                     since_timestamp=self.since_timestamp, max_step=self.max_step,
+                                     totals=totals)
 
     def shown_size(self, series) -> int:
         """How many points ``points(series)`` holds (an upper bound with max_points)."""

@@ -74,6 +74,28 @@ def schema_accepts(name, value) -> bool:
         return False
 
 
+def keep_cross_field_rules(fields):
+    """Make a generated request keep the rules between fields that JSON Schema cannot state
+    (the spec says them in words; their 422s are tested on their own): max_step above
+    since_step, and a ``cursor`` that is one of the service's (opaque: no schema can
+    generate one) and comes without a step window, CSV or ``include_metric_history: false``."""
+    if not isinstance(fields, dict):
+        return
+    since, most = fields.get("since_step"), fields.get("max_step")
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in (since, most)) \
+            and most <= since < 2**63 - 1:
+        fields["max_step"] = since + 1
+    if isinstance(fields.get("cursor"), str):
+        from app.runs.cursor import Cursor, keys_digest  # the app only when asked
+        fields["cursor"] = Cursor(keys_digest(None), (("0" * 32, "t", "0" * 16, 0),)).encode()
+        for name in ("since_step", "since_timestamp", "max_step"):
+            fields.pop(name, None)
+        if fields.get("format") == "csv":
+            fields.pop("format")
+        if fields.get("include_metric_history") in (False, "false", "0"):
+            fields.pop("include_metric_history")
+
+
 def mlflow_requests(client, endpoint, status) -> float:
     """mlflow_logs_mlflow_requests_total{endpoint, status} as the app's /metrics says now
     (metrics are process globals: compare before and after)."""

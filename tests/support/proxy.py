@@ -23,6 +23,7 @@ class MlflowProxy(Managed):
         self.upstream = upstream.rstrip("/")
         self.verify = verify
         self.paths: list[str] = []          # "GET /api/2.0/mlflow/runs/get?..." in order
+        self.times: list[float] = []        # time.monotonic() each of ``paths`` arrived
         self.refuse: dict[str, int] = {}    # path prefix -> status answered without forwarding
         self.delay = 0.0                    # seconds before forwarding each request
         self._lock = threading.Lock()
@@ -47,10 +48,12 @@ class MlflowProxy(Managed):
     def reset(self):
         with self._lock:
             self.paths.clear()
+            self.times.clear()
 
     def _record(self, line: str):
         with self._lock:
             self.paths.append(line)
+            self.times.append(time.monotonic())
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

@@ -121,9 +121,59 @@ def memory_cache(**ttls) -> RunCache:
                     **settings)
 
 
-def context(mlflow, cache=None, *, seconds=5.0, refresh=False, concurrency=4, points=None):
+def context(mlflow, cache=None, *, seconds=5.0, refresh=False, concurrency=4, points=None,
+            live_refresh=5.0):
     """What ``app.context.open_context`` makes for a request, around a scripted MLflow."""
     return SimpleNamespace(target=mlflow.target, deadline=Deadline(seconds), mlflow=mlflow,
                            cache=cache or memory_cache(), calls=CallCounter(),
                            budget=PointBudget(points), concurrency=concurrency, refresh=refresh,
-                           asked_mlflow=bool(mlflow.calls))
+                           asked_mlflow=bool(mlflow.calls), live_refresh=live_refresh)
+
+
+class ScriptedLive(ScriptedApi):
+    """``ScriptedApi`` whose runs have metric histories that grow (``log``), answered as
+    MLflow 3.17 answers them: get-history in (timestamp, step, value) order with offset
+    page tokens, bulk-interval by step range (at most 2,500 points a run, else sampled),
+    and each run's latest entry per metric (the greatest step, timestamp, value) in
+    runs/search. For the unit tests of a live tail's refresh (app/runs/increments.py)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.points = {}  # (run_id, key) -> [(step, timestamp, value)] in logging order
+
+    def log(self, run_id, key, step, value, timestamp):
+        self.points.setdefault((run_id, key), []).append((step, timestamp, value))
+        latest = max(self.points[(run_id, key)])
+        metrics = self.runs[run_id]["data"]["metrics"]
+        metrics[:] = [m for m in metrics if m["key"] != key] + [
+            {"key": key, "step": latest[0], "timestamp": latest[1], "value": latest[2]}]
+
+    def _series(self, points):
+        from app import history
+        import numpy as np
+        return history.Series(np.array([p[0] for p in points], dtype=np.int64),
+                              np.array([p[1] for p in points], dtype=np.int64),
+                              np.array([p[2] for p in points], dtype=np.float64))
+
+    def _by_time(self, run_id, key):
+        return sorted(self.points.get((run_id, key), []), key=lambda p: (p[1], p[0], p[2]))
+
+    def get_metric_history(self, run_id, key):
+        self._called("get_metric_history", run_id, key)
+        return self._series(self._by_time(run_id, key))
+
+    def get_metric_history_bulk(self, run_ids, key):
+        self._called("get_metric_history_bulk", tuple(run_ids), key)
+        return ({run_id: self._series(self._by_time(run_id, key)) for run_id in run_ids},
+                set(run_ids))
+
+    def get_metric_history_from(self, run_id, key, offset):
+        self._called("get_metric_history_from", run_id, key, offset)
+        return self._series(self._by_time(run_id, key)[offset:])
+
+    def get_metric_history_since(self, run_ids, key, since_step):
+        self._called("get_metric_history_since", tuple(run_ids), key, since_step)
+        found = {run_id: sorted(p for p in self.points.get((run_id, key), [])
+                                if p[0] > since_step) for run_id in run_ids}
+        return ({run_id: self._series(points[:2500]) for run_id, points in found.items()},
+                {run_id for run_id, points in found.items() if len(points) < 2500})
