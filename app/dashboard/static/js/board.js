@@ -98,10 +98,10 @@ export class Board {
     if (result) {
       this.polls += 1;
       this.lastPoll = result;
-      if (result.status === 200) {
-        for (const [metric, chart] of this.loader.charts) if (!chart.zoom) this.draw(metric);
-        for (const [metric, chart] of this.loader.charts)
-          if (chart.zoom) panels.summarize(this.sections.get(metric), chart, this.runs());
+      for (const metric of this.loader.changed) {  // a 304 changed nothing
+        const chart = this.loader.charts.get(metric);
+        if (chart.zoom) panels.summarize(this.sections.get(metric), chart, this.runs());
+        else this.draw(metric);
       }
     }
     if (!this.loader.liveIds().length) this.poller.stop();

@@ -19,6 +19,7 @@ export class Loader {
     this.cursor = null;
     this.etag = null;
     this.runErrors = [];
+    this.changed = new Set();  // metrics whose charts the last poll changed
   }
 
   view(fields) {
@@ -28,7 +29,7 @@ export class Loader {
   async load() {
     const answer = await api.histories(this.connection, this.view({}));
     for (const chart of this.charts.values()) chart.maxPoints = this.maxPoints;
-    const points = absorb(this.charts, this.runs, answer.json);
+    const {points} = absorb(this.charts, this.runs, answer.json);
     this.cursor = answer.json.cursor ?? null;
     this.etag = answer.etag;
     this.runErrors = answer.json.run_errors || [];
@@ -45,8 +46,10 @@ export class Loader {
     if (!live.length) return null;
     const answer = await api.histories(this.connection,
                                        this.view({runIds: live, cursor: this.cursor}), this.etag);
+    this.changed = new Set();
     if (answer.status === 304) return {status: 304, bytes: 0, points: 0};
-    const points = absorb(this.charts, this.runs, answer.json);
+    const {points, changed} = absorb(this.charts, this.runs, answer.json);
+    this.changed = changed;  // the charts to draw again
     this.cursor = answer.json.cursor ?? this.cursor;
     this.etag = answer.etag;
     return {status: answer.status, bytes: answer.bytes, points};
