@@ -49,8 +49,10 @@ export class Board {
     const loader = new Loader(view.connection, view.runIds, view.metrics, maxPoints);
     await loader.load();
     if (generation !== this.generation) return;  // another view was chosen meanwhile
+    performance.mark("dashboard:loaded");  // marks for devtools and bench/bench_dashboard_page.py
     this.loader = loader;
     this.drawAll();
+    performance.mark("dashboard:drawn");
     if (view.zoom && this.sections.has(view.zoom.metric))
       await this.zoom(view.zoom.metric, view.zoom.from, view.zoom.to);
     if (generation === this.generation) this.startPolling();
