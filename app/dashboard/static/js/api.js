@@ -39,7 +39,7 @@ function query(fields) {
 }
 
 // One call: {status, json, etag, bytes}; a 304 has json null. Errors throw ApiError.
-async function call(path, {connection, method = "GET", fields = {}, etag = null}) {
+async function call(path, {connection, method = "GET", fields = {}, etag = null, signal}) {
   const all = {...session.fields(connection), ...fields};
   const headers = {Accept: "application/json"};
   const auth = session.authorization(connection);
@@ -55,10 +55,11 @@ async function call(path, {connection, method = "GET", fields = {}, etag = null}
   let response;
   try {
     // no-store: the page keeps answers itself; a 304 must reach it as a 304.
-    response = await fetch(url, {method, headers, body, cache: "no-store",
+    response = await fetch(url, {method, headers, body, signal, cache: "no-store",
                                  credentials: "omit", referrerPolicy: "no-referrer"});
   } catch (error) {
-    throw new ApiError(0, error.message);
+    if (error.name === "AbortError") throw error;  // the page left that view: no error
+    throw new ApiError(0, words(0, error.message));
   }
   const buffer = await response.arrayBuffer();
   const text = new TextDecoder().decode(buffer);
@@ -88,10 +89,10 @@ export async function runList(connection, experimentId, status) {
 }
 
 // Histories for charts: the GET form, so a poll can be a conditional request.
-// view: {runIds, metrics, maxPoints, cursor, sinceStep, maxStep}.
-export function histories(connection, view, etag = null) {
+// view: {runIds, metrics, maxPoints, cursor, sinceStep, maxStep}; signal: to abort it.
+export function histories(connection, view, etag = null, signal = undefined) {
   const fields = {run_ids: view.runIds, metric_keys: view.metrics, max_points: view.maxPoints,
                   cursor: view.cursor, since_step: view.sinceStep, max_step: view.maxStep,
                   http_timeout: HTTP_TIMEOUT};
-  return call("../mlflow/runs", {connection, fields, etag});
+  return call("../mlflow/runs", {connection, fields, etag, signal});
 }

@@ -20,6 +20,15 @@ export class Loader {
     this.etag = null;
     this.runErrors = [];
     this.changed = new Set();  // metrics whose charts the last poll changed
+    this.aborter = new AbortController();  // a view left has nothing in flight
+  }
+
+  abort() {
+    this.aborter.abort();
+  }
+
+  ask(view, etag = null) {
+    return api.histories(this.connection, view, etag, this.aborter.signal);
   }
 
   view(fields) {
@@ -27,7 +36,7 @@ export class Loader {
   }
 
   async load() {
-    const answer = await api.histories(this.connection, this.view({}));
+    const answer = await this.ask(this.view({}));
     for (const chart of this.charts.values()) chart.maxPoints = this.maxPoints;
     const {points} = absorb(this.charts, this.runs, answer.json);
     this.cursor = answer.json.cursor ?? null;
@@ -44,8 +53,7 @@ export class Loader {
   async poll() {
     const live = this.liveIds();
     if (!live.length) return null;
-    const answer = await api.histories(this.connection,
-                                       this.view({runIds: live, cursor: this.cursor}), this.etag);
+    const answer = await this.ask(this.view({runIds: live, cursor: this.cursor}), this.etag);
     this.changed = new Set();
     if (answer.status === 304) return {status: 304, bytes: 0, points: 0};
     const {points, changed} = absorb(this.charts, this.runs, answer.json);
@@ -59,7 +67,7 @@ export class Loader {
   async zoom(metric, from, to) {
     const chart = this.charts.get(metric);
     const full = estimate(chart, from, to) <= ZOOM_FULL_POINTS;
-    const answer = await api.histories(this.connection, this.view({
+    const answer = await this.ask(this.view({
       runIds: [...chart.base.keys()].length ? [...chart.base.keys()] : this.runIds,
       metrics: [metric], maxPoints: full ? null : this.maxPoints,
       sinceStep: from - 1, maxStep: to}));

@@ -55,7 +55,7 @@ function act(step) {
     try {
       await step();
     } catch (error) {
-      showError(error);
+      if (error.name !== "AbortError") showError(error);
     }
   })());
 }
@@ -131,6 +131,7 @@ async function loadBoard() {
     writeView();
     return;
   }
+  showError(null);
   say("Loading charts…");
   await board.load({...state.view, connection: state.connection});
   writeView();
