@@ -45,7 +45,8 @@ export class Board {
     if (!view.runIds.length || !view.metrics.length) return;
     const generation = this.generation;
     this.view = view;
-    this.sections = panels.build(this.container, view.metrics, m => this.resetZoom(m));
+    this.sections = panels.build(this.container, view.metrics, m => this.resetZoom(m),
+                                 (m, from, to) => this.zoomTo(m, from, to));
     const first = this.sections.values().next().value.querySelector(".plot");
     const width = Math.round(first.clientWidth || 600);
     const maxPoints = Math.min(MAX_POINTS[1], Math.max(MAX_POINTS[0], width));
@@ -123,8 +124,11 @@ export class Board {
 
   dragged(metric, fromX, toX) {
     const chart = this.loader.charts.get(metric);
-    const [from, to] = charts.stepRange(chart, fromX, toX, this.view.x);
-    if (!Number.isFinite(from) || !Number.isFinite(to) || to < from) return;
+    this.zoomTo(metric, ...charts.stepRange(chart, fromX, toX, this.view.x));
+  }
+
+  zoomTo(metric, from, to) {
+    if (!this.loader || !Number.isFinite(from) || !Number.isFinite(to) || to < from) return;
     this.hooks.track(this.zoom(metric, from, to)
       .catch(e => { if (e.name !== "AbortError") this.hooks.error(e); }));
   }
