@@ -82,8 +82,8 @@ export function summarize(section, chart, runs) {
     const swatch = element("span", "swatch");
     swatch.style.backgroundColor = COLORS[runs.indexOf(run) % COLORS.length];  // CSSOM: CSP-safe
     name.append(swatch, run.name);
-    tr.append(name, element("td", "last", format(stats.last)), element("td", "min", format(stats.min)),
-              element("td", "max", format(stats.max)),
+    tr.append(name, element("td", "last", format(stats.last)),
+              element("td", "min", format(stats.min)), element("td", "max", format(stats.max)),
               element("td", "points", String(stats.total ?? "–")));
     return tr;
   });
