@@ -4,6 +4,9 @@ import * as session from "./session.js";
 
 // Seconds the service may spend on one answer (a first load of big runs reads them all).
 const HTTP_TIMEOUT = 60;
+// A longer query string (many runs, a long cursor) goes as a POST body instead: proxies
+// refuse long request lines (nginx: 8 KB). A POST is never a 304, but answers the same.
+const MAX_QUERY = 6000;
 
 export class ApiError extends Error {
   constructor(status, message) {
@@ -32,7 +35,6 @@ export function words(status, message) {
 function query(fields) {
   const params = new URLSearchParams();
   for (const [key, value] of Object.entries(fields)) {
-    if (value === undefined || value === null) continue;
     for (const one of [].concat(value)) params.append(key, String(one));
   }
   return params.toString();
@@ -40,15 +42,18 @@ function query(fields) {
 
 // One call: {status, json, etag, bytes}; a 304 has json null. Errors throw ApiError.
 async function call(path, {connection, method = "GET", fields = {}, etag = null, signal}) {
-  const all = {...session.fields(connection), ...fields};
+  const all = Object.fromEntries(Object.entries({...session.fields(connection), ...fields})
+    .filter(([, value]) => value !== undefined && value !== null));  // left out: defaults
   const headers = {Accept: "application/json"};
   const auth = session.authorization(connection);
   if (auth) headers.Authorization = auth;
-  if (etag) headers["If-None-Match"] = etag;
   let url = path, body;
-  if (method === "GET") {
-    url += "?" + query(all);
+  const params = method === "GET" ? query(all) : null;
+  if (params !== null && params.length <= MAX_QUERY) {
+    url += "?" + params;
+    if (etag) headers["If-None-Match"] = etag;
   } else {
+    method = "POST";
     headers["Content-Type"] = "application/json";
     body = JSON.stringify(all);
   }
