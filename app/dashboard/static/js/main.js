@@ -55,7 +55,9 @@ function act(step) {
     try {
       await step();
     } catch (error) {
-      if (error.name !== "AbortError") showError(error);
+      if (error.name === "AbortError") return;
+      showError(error);
+      say(state.connected ? "Connected" : "Not connected");  // not "Loading…" any more
     }
   })());
 }
