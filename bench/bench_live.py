@@ -2,12 +2,14 @@
 latency, 304s and whether every viewer holds exactly MLflow's points (issue 20).
 
     .venv/bin/python bench/bench_live.py [--viewers 1,5,20] [--users 4] [--seconds 60]
-        [--interval 5] [--history 2000] [--service-repo PATH] [--service-env NAME=VALUE]
+        [--interval 5] [--history 2000] [--query run_ids|experiment]
+        [--service-repo PATH] [--service-env NAME=VALUE]
 
 Per phase (one per ``--viewers`` count, each on 2 RUNNING runs of its own): 20 metrics a
 run (tests/support/live_training.py: 5 logged every step, 15 every 50 steps), ``--history``
 steps logged before, a trainer thread per run logging a step a second through MLflow
-while the viewers poll ``GET /mlflow/runs?run_ids=...`` every ``--interval`` s for
+while the viewers poll ``GET /mlflow/runs?run_ids=...`` (``--query experiment``: the
+phase's experiment, ``experiment_name=...``) every ``--interval`` s for
 ``--seconds`` (viewer i is MLflow user i mod min(viewers, --users)). Viewers poll with the
 cursor when the service's /openapi.json knows ``cursor``, else with ``since_step``
 (tests/support/live_viewers.py), so ``--service-repo`` (a checkout of main before issue 20)
@@ -57,12 +59,26 @@ def mlflow_work(proxy, start: float, seconds: float, skip: float) -> dict:
     return {"window": per_minute(start), "after_first_polls": per_minute(start + skip)}
 
 
-def phase(n: int, run_ids, setup, args) -> dict:
+def live_counters(pool, base: str) -> collections.Counter:
+    """The service's mlflow_logs_live_* counters (all workers), by name and labels; none
+    before issue 20."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = pool.request("GET", f"{base}/metrics", timeout=60).data.decode()
+    return collections.Counter({
+        sample.name.removeprefix("mlflow_logs_live_") + "".join(
+            f"{{{v}}}" for v in sample.labels.values()): sample.value
+        for family in text_string_to_metric_families(text) for sample in family.samples
+        if sample.name.startswith("mlflow_logs_live_") and sample.name.endswith("_total")})
+
+
+def phase(n: int, experiment: str, run_ids, setup, args) -> dict:
     server, proxy, cache, svc, pool, passwords, cursor = setup
     users = min(n, args.users)
     cache.flushall()
     svc.restart_workers(SERVICE_WORKERS)
-    fields = {"tracking_uri": proxy.uri, "run_ids": run_ids, "http_timeout": 300}
+    scope = {"run_ids": run_ids} if args.query == "run_ids" else {"experiment_name": experiment}
+    fields = {"tracking_uri": proxy.uri, "http_timeout": 300, **scope}
     make = lambda i: Viewer(pool, svc.base, fields, f"viewer-{i % users}",  # noqa: E731
                             passwords[f"viewer-{i % users}"], cursor)
     trainer = Trainer(server.uri, server.admin, run_ids, args.history).start()
@@ -77,8 +93,16 @@ def phase(n: int, run_ids, setup, args) -> dict:
     workers, load = GroupWatch(server.proc.pid), [os.getloadavg()]
     viewers = [make(i) for i in range(n)]
     steps_before = sum(trainer.steps.values())
+    counters = live_counters(pool, svc.base)
     start, seconds = watch(viewers, args.seconds, args.interval)
     work = mlflow_work(proxy, start, seconds, args.interval)
+    tail = dict(live_counters(pool, svc.base) - counters)
+    refreshes = tail.get("tail_total{refreshed}", 0)
+    if refreshes:  # per refresh of the tails: what the history (2,000 or 200,000) changes
+        calls = sum(1 for t, _, _ in list(proxy.answers) if t >= start)
+        tail["mlflow_calls_per_refresh"] = round(calls / refreshes, 1)
+        tail["mlflow_bytes_per_refresh"] = round(
+            sum(size for t, _, size in list(proxy.answers) if t >= start) / refreshes)
     steps_in_window = sum(trainer.steps.values()) - steps_before
     stats = poll_stats(viewers, args.seconds)
     load.append(os.getloadavg())
@@ -105,8 +129,9 @@ def phase(n: int, run_ids, setup, args) -> dict:
             f"{p.status}{' nothing new' if p.status == 200 and not p.new else ''}"
             for pair in executor.map(lambda v: (v.poll(), v.poll()), viewers) for p in pair)
     result = {"viewers": n, "users": users, "mode": "cursor" if cursor else "since_step",
+              "query": args.query,
               "history": args.history, "seconds": round(seconds, 1), "first_viewer_poll": fill,
-              "mlflow": work, **stats, "mlflow_workers": restarts,
+              "mlflow": work, "live_tail": tail, **stats, "mlflow_workers": restarts,
               "trainer_steps": {"in_window": steps_in_window, "all": trainer.steps,
                                 "errors": len(trainer.errors)},
               "exact": rounds, "idle_polls_after_final": dict(idle),
@@ -117,7 +142,8 @@ def phase(n: int, run_ids, setup, args) -> dict:
 
 def summary_line(r: dict) -> str:
     w, later, exact = r["mlflow"]["after_first_polls"], r["later_polls"], r["exact"]
-    return (f"{r['mode']} {r['viewers']}x{r['users']} (history {r['history']}): MLflow "
+    return (f"{r['mode']} {r['viewers']}x{r['users']} ({r['query']}, history {r['history']}): "
+            f"MLflow "
             f"{r['mlflow']['window']['calls_per_minute']} calls/min, {w['calls_per_minute']} after "
             f"the first polls {w['by_endpoint_per_minute']}, {w['bytes_per_minute']:,} B/min;"
             f" polls/viewer/min {r['polls_per_viewer_per_minute']}; first polls: bytes/200 "
@@ -126,10 +152,37 @@ def summary_line(r: dict) -> str:
             f" 304s {later['not_modified_304']} of {later['polls']}, 200s with nothing new"
             f" {later['ok_200_nothing_new']}; failed {r['failed']}; 2 idle polls after the final"
             f" one {r['idle_polls_after_final']}; MLflow workers {r['mlflow_workers']};"
-            f" trainer steps {r['trainer_steps']['in_window']}; series that differ at the final"
+            f" trainer steps {r['trainer_steps']['in_window']}; live tail {r['live_tail']};"
+            f" series that differ at the final"
             f" poll {exact['final']['series_differ']} (earliest missing point logged"
             f" {exact['final']['earliest_missing_logged_s_before']} s before), after one more"
             f" {exact['one_more']['series_differ']}; load {r['load_average']}")
+
+
+HEADER = ("| service | viewers × users | MLflow calls/min (window; after the first polls) "
+          "| MLflow bytes/min | polls/viewer/min (min–max; wanted 12) | later polls: bytes "
+          "plain / gzip, p50 / p95 s | 304s of later polls (200s with nothing new) "
+          "| MLflow workers restarted | trainer steps | series exact: final poll, one more | load |"
+          "\n|---|---|---|---|---|---|---|---|---|---|---|")
+
+
+def table_row(service: str, r: dict) -> str:
+    """One phase as a row of bench/README.md's table."""
+    w, later, exact = r["mlflow"], r["later_polls"], r["exact"]
+    per_viewer, latency = r["polls_per_viewer_per_minute"], later["latency_s"]
+    series = len(FAST + SLOW) * RUNS * r["viewers"]
+    restarted = max(r["mlflow_workers"]["new"], r["mlflow_workers"]["died_in_log"])
+    return (f"| {service} | {r['viewers']} × {r['users']} | {w['window']['calls_per_minute']}; "
+            f"{w['after_first_polls']['calls_per_minute']} "
+            f"| {w['after_first_polls']['bytes_per_minute'] / 1e6:.2f} MB "
+            f"| {per_viewer['min']}–{per_viewer['max']} "
+            f"| {later['bytes_per_200']['plain']:,} / {later['bytes_per_200']['gzip']:,}, "
+            f"{latency['p50']:.1f} / {latency['p95']:.1f} "
+            f"| {later['not_modified_304']} of {later['polls']} ({later['ok_200_nothing_new']}) "
+            f"| {restarted} | {r['trainer_steps']['in_window']} "
+            f"| {series - exact['final']['series_differ']}/{series}, "
+            f"{series - exact['one_more']['series_differ']}/{series} "
+            f"| {r['load_average'][0][0]}–{r['load_average'][1][0]} |")
 
 
 def run(args, stack) -> dict:
@@ -137,7 +190,8 @@ def run(args, stack) -> dict:
     server = MlflowServer(work / "mlflow", auth=True, workers=MLFLOW_WORKERS, startup_timeout=300)
     server.data_dir.mkdir()
     step(f"seeding {len(args.viewers)} x {RUNS} live runs x {args.history} steps")
-    runs = seed_live_runs(server.db_uri, "live-exp", RUNS * len(args.viewers), args.history)
+    experiments = [f"live-exp-{i}" for i in range(len(args.viewers))]  # a phase's own
+    runs = [seed_live_runs(server.db_uri, name, RUNS, args.history) for name in experiments]
     stack.enter_context(server)
     passwords = {f"viewer-{u}": f"viewer-password-{u}" for u in range(args.users)}
     for user, password in passwords.items():
@@ -150,8 +204,7 @@ def run(args, stack) -> dict:
     cursor = cursor_supported(pool, svc.base)
     step(f"service from {args.service_repo} at {svc.base} ({'cursor' if cursor else 'since_step'})")
     setup = (server, proxy, cache, svc, pool, passwords, cursor)
-    phases = [phase(n, runs[RUNS * i:RUNS * (i + 1)], setup, args)
-              for i, n in enumerate(args.viewers)]
+    phases = [phase(n, experiments[i], runs[i], setup, args) for i, n in enumerate(args.viewers)]
     return {"service_repo": str(args.service_repo), "interval": args.interval,
             "history": args.history, "phases": phases}
 
@@ -164,6 +217,9 @@ def parse_args():
     parser.add_argument("--interval", type=float, default=5.0, help="seconds between polls")
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--history", type=int, default=2000, help="steps logged before")
+    parser.add_argument("--query", choices=("run_ids", "experiment"), default="run_ids",
+                        help="poll the runs by run_ids (docs/api.md's chart), or their "
+                             "experiment's name (a listing shared by every MLflow user)")
     parser.add_argument("--service-repo", type=Path, default=REPO,
                         help="checkout whose app is served (default: this one)")
     args = parse_bench_args(parser)
@@ -177,6 +233,8 @@ def main():
     args = parse_args()
     results = run_bench(run, args)
     print("\n" + "\n".join(summary_line(r) for r in results["phases"]))
+    service = "after" if results["phases"][0]["mode"] == "cursor" else "before"
+    print("\n" + "\n".join([HEADER] + [table_row(service, r) for r in results["phases"]]))
     write_json(args.out, results)
 
 

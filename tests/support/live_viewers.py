@@ -77,8 +77,9 @@ class Viewer:
             wire = response.data
             plain = gzip.decompress(wire) if response.headers.get("Content-Encoding") == "gzip" \
                 else wire
+            error = None if response.status in (200, 304) else plain[:300].decode(errors="replace")
             poll = Poll(t0, time.monotonic() - t0, response.status, len(wire), len(plain), 0, 0,
-                        None if response.status in (200, 304) else plain[:300].decode(errors="replace"))
+                        error)
         except Exception as exc:  # noqa: BLE001  reported, not fatal: the calls it made count
             poll = Poll(t0, time.monotonic() - t0, None, 0, 0, 0, 0, repr(exc)[:300])
         if poll.status == 200:
@@ -115,7 +116,8 @@ def watch(viewers: list[Viewer], seconds: float, interval: float) -> tuple[float
             viewer.poll()
             due = max(due + interval, time.monotonic())
 
-    threads = [threading.Thread(target=run, args=(i, v), daemon=True) for i, v in enumerate(viewers)]
+    threads = [threading.Thread(target=run, args=(i, v), daemon=True)
+               for i, v in enumerate(viewers)]
     for thread in threads:
         thread.start()
     for thread in threads:
