@@ -160,9 +160,9 @@ def summary_line(r: dict) -> str:
 
 
 HEADER = ("| service | viewers × users | MLflow calls/min (window; after the first polls) "
-          "| MLflow bytes/min | polls/viewer/min (min–max; wanted 12) | later polls: bytes "
+          "| MLflow answer bytes/min (after the first polls) | polls/viewer/min (min–max; wanted 12) | later polls: bytes "
           "plain / gzip, p50 / p95 s | 304s of later polls (200s with nothing new) "
-          "| MLflow workers restarted | trainer steps | series exact: final poll, one more | load |"
+          "| MLflow workers restarted | trainer steps (2 runs, ~120 wanted) | series exact: final poll, one more | load |"
           "\n|---|---|---|---|---|---|---|---|---|---|---|")
 
 
