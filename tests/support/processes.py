@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -155,3 +156,40 @@ class Process:
         self.proc.wait()
         self.proc = None
         atexit.unregister(self.stop)
+
+
+def group(pgid: int) -> set[int]:
+    """The processes of process group ``pgid`` (a server started in its own session:
+    its workers and theirs)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if int(stat.read_text().rpartition(")")[2].split()[2]) == pgid:
+                found.add(int(stat.parent.name))
+    return found
+
+
+class GroupWatch:
+    """Samples a process group's pids every ``every`` s until ``stop()``: ``new`` are those
+    that appeared after the start (e.g. workers a supervisor restarted), ``gone`` those
+    that went away."""
+
+    def __init__(self, pgid: int, every=0.5):
+        self.pgid, self.every = pgid, every
+        self.first = group(pgid)
+        self.seen = set(self.first)
+        self.last = set(self.first)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self):
+        while not self._stop.wait(self.every):
+            self.last = group(self.pgid)
+            self.seen |= self.last
+
+    def stop(self) -> dict:
+        self._stop.set()
+        self._thread.join()
+        return {"at_start": len(self.first), "at_end": len(self.last),
+                "new": len(self.seen - self.first), "gone": len(self.first - self.last)}

@@ -24,6 +24,7 @@ class MlflowProxy(Managed):
         self.verify = verify
         self.paths: list[str] = []          # "GET /api/2.0/mlflow/runs/get?..." in order
         self.times: list[float] = []        # time.monotonic() each of ``paths`` arrived
+        self.answers: list[tuple[float, str, int]] = []  # (time, line, bytes) of MLflow's answers
         self.refuse: dict[str, int] = {}    # path prefix -> status answered without forwarding
         self.delay = 0.0                    # seconds before forwarding each request
         self._lock = threading.Lock()
@@ -49,6 +50,11 @@ class MlflowProxy(Managed):
         with self._lock:
             self.paths.clear()
             self.times.clear()
+            self.answers.clear()
+
+    def _answered(self, line: str, size: int):
+        with self._lock:
+            self.answers.append((time.monotonic(), line, size))
 
     def _record(self, line: str):
         with self._lock:
@@ -77,6 +83,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 verify=proxy.verify, allow_redirects=False, timeout=300)
         except requests.RequestException as exc:
             return self._reply(502, {"Content-Type": "text/plain"}, f"proxy: {exc}".encode())
+        proxy._answered(f"{self.command} {self.path}", len(upstream.content))
         kept = {k: v for k, v in upstream.headers.items()
                 if k.lower() not in HOP_BY_HOP | {"content-encoding"}}
         self._reply(upstream.status_code, kept, upstream.content)
