@@ -5,8 +5,8 @@ from pathlib import Path
 import swagger_ui_bundle
 from flask import Flask, send_from_directory
 
-from app import (access, cors, delivery, errors, forwarded, observability, probes, ratelimit,
-                 routes, schemas)
+from app import (access, cors, dashboard, delivery, errors, forwarded, observability, probes,
+                 ratelimit, routes, schemas)
 from app import cache as run_cache
 from app.extensions import api, cache
 from app.jsonio import OrjsonProvider
@@ -45,6 +45,7 @@ def register_blueprints(app):
     api.register_blueprint(routes.blp)
     schemas.document_connection_rule(api.spec)
     app.register_blueprint(probes.blp)
+    app.register_blueprint(dashboard.blp)  # the page: app/dashboard, docs/dashboard.md
     assets = Path(swagger_ui_bundle.swagger_ui_path)
 
     @app.get("/docs-assets/<path:filename>")

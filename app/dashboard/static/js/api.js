@@ -1,0 +1,97 @@
+// Calls to the service's public API, relative to the page (works under a proxy prefix),
+// and its errors in words. Nothing else here knows about HTTP.
+import * as session from "./session.js";
+
+// Seconds the service may spend on one answer (a first load of big runs reads them all).
+const HTTP_TIMEOUT = 60;
+
+export class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+// What a person should read for an error answer: the API's own message, in a sentence
+// that says what kind of failure it is (never a blank chart).
+export function words(status, message) {
+  const detail = message ? `: ${message}` : "";
+  switch (status) {
+    case 401: return "Wrong MLflow user or password (401)";
+    case 403: return `No permission${detail} (403)`;
+    case 404: return `Not found${detail} (404)`;
+    case 422: return `The request was refused${detail} (422)`;
+    case 429: return `Too many requests; wait a moment${detail} (429)`;
+    case 502: return `MLflow unreachable or failing${detail} (502)`;
+    case 504: return "MLflow took too long (504)";
+    case 0: return `The service did not answer (network error${detail})`;
+    default: return `The service answered ${status}${detail}`;
+  }
+}
+
+function query(fields) {
+  const params = new URLSearchParams();
+  for (const [key, value] of Object.entries(fields)) {
+    if (value === undefined || value === null) continue;
+    for (const one of [].concat(value)) params.append(key, String(one));
+  }
+  return params.toString();
+}
+
+// One call: {status, json, etag, bytes}; a 304 has json null. Errors throw ApiError.
+async function call(path, {connection, method = "GET", fields = {}, etag = null}) {
+  const all = {...session.fields(connection), ...fields};
+  const headers = {Accept: "application/json"};
+  const auth = session.authorization(connection);
+  if (auth) headers.Authorization = auth;
+  if (etag) headers["If-None-Match"] = etag;
+  let url = path, body;
+  if (method === "GET") {
+    url += "?" + query(all);
+  } else {
+    headers["Content-Type"] = "application/json";
+    body = JSON.stringify(all);
+  }
+  let response;
+  try {
+    // no-store: the page keeps answers itself; a 304 must reach it as a 304.
+    response = await fetch(url, {method, headers, body, cache: "no-store",
+                                 credentials: "omit", referrerPolicy: "no-referrer"});
+  } catch (error) {
+    throw new ApiError(0, error.message);
+  }
+  const buffer = await response.arrayBuffer();
+  const text = new TextDecoder().decode(buffer);
+  let json = null;
+  try {
+    json = text ? JSON.parse(text) : null;
+  } catch {
+    json = null;
+  }
+  if (!response.ok && response.status !== 304)
+    throw new ApiError(response.status, words(response.status, json && json.message));
+  return {status: response.status, json, etag: response.headers.get("ETag"),
+          bytes: buffer.byteLength};
+}
+
+export async function experiments(connection) {
+  const answer = await call("../mlflow/experiments", {connection, method: "POST"});
+  return answer.json.experiments;
+}
+
+// An experiment's runs without histories, newest first (the run picker).
+export async function runList(connection, experimentId, status) {
+  const fields = {experiment_id: experimentId, include_metric_history: false, limit: 500};
+  if (status && status !== "all") fields.run_status = [status];
+  const answer = await call("../mlflow/runs", {connection, method: "POST", fields});
+  return answer.json.runs;
+}
+
+// Histories for charts: the GET form, so a poll can be a conditional request.
+// view: {runIds, metrics, maxPoints, cursor, sinceStep, maxStep}.
+export function histories(connection, view, etag = null) {
+  const fields = {run_ids: view.runIds, metric_keys: view.metrics, max_points: view.maxPoints,
+                  cursor: view.cursor, since_step: view.sinceStep, max_step: view.maxStep,
+                  http_timeout: HTTP_TIMEOUT};
+  return call("../mlflow/runs", {connection, fields, etag});
+}

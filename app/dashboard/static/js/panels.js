@@ -1,0 +1,74 @@
+// The chart sections' DOM: one section.chart[data-metric] per metric with its title, a
+// "reset zoom" button, the plot's box and the per-run summary table (last, min, max of the
+// whole history, as the API computed them over every point).
+import {COLORS, format} from "./charts.js";
+
+function element(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+// Sections for `metrics`, in order, replacing what #charts held (returns metric -> section).
+export function build(container, metrics, onReset) {
+  const sections = new Map();
+  container.replaceChildren(...metrics.map(metric => {
+    const section = element("section", "chart");
+    section.dataset.metric = metric;
+    const head = element("div", "chart-head");
+    const title = element("h3", null, metric);
+    const zoom = element("span", "zoom-range");
+    const reset = element("button", "reset-zoom", "reset zoom");
+    reset.type = "button";
+    reset.disabled = true;
+    reset.setAttribute("aria-label", `Reset zoom of ${metric}`);
+    reset.addEventListener("click", () => onReset(metric));
+    head.append(title, zoom, reset);
+    const plot = element("div", "plot");
+    plot.tabIndex = -1;  // focus lands here after "reset zoom" (the button is then disabled)
+    plot.setAttribute("role", "img");
+    plot.setAttribute("aria-label", `Chart of ${metric}, one line per run`);
+    section.append(head, plot, summaryTable());
+    sections.set(metric, section);
+    return section;
+  }));
+  return sections;
+}
+
+function summaryTable() {
+  const table = element("table", "summary");
+  const row = element("tr");
+  for (const name of ["run", "last", "min", "max", "points"]) {
+    const th = element("th", null, name);
+    th.scope = "col";
+    row.append(th);
+  }
+  table.append(element("thead"), element("tbody"));
+  table.tHead.append(row);
+  return table;
+}
+
+// runs: [{id, name}] in legend order; chart: ChartData (its stats).
+export function summarize(section, chart, runs) {
+  const rows = runs.filter(run => chart.stats.has(run.id)).map(run => {
+    const stats = chart.stats.get(run.id);
+    const tr = element("tr");
+    tr.dataset.runId = run.id;
+    const name = element("td", "run");
+    const swatch = element("span", "swatch");
+    swatch.style.backgroundColor = COLORS[runs.indexOf(run) % COLORS.length];  // CSSOM: CSP-safe
+    name.append(swatch, run.name);
+    tr.append(name, element("td", "last", format(stats.last)), element("td", "min", format(stats.min)),
+              element("td", "max", format(stats.max)),
+              element("td", "points", String(stats.total ?? "–")));
+    return tr;
+  });
+  section.querySelector("table.summary tbody").replaceChildren(...rows);
+}
+
+export function showZoom(section, zoom) {
+  section.querySelector(".reset-zoom").disabled = !zoom;
+  section.querySelector(".zoom-range").textContent =
+    zoom ? `steps ${zoom.from} – ${zoom.to}${zoom.full ? ", every point" : ""}` : "";
+}
