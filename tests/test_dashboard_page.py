@@ -17,6 +17,7 @@ Skips with the reason when Playwright or Chromium cannot run here.
 import base64
 import hashlib
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -224,9 +225,9 @@ def test_a_live_run_grows_with_each_poll_fetching_only_the_new_points(
     run_id = writer.create_run(experiment_id, run_name="training").info.run_id
     clock = iter(range(1_800_000_000_000, 10**15, 1000))
 
-    def log(steps):
-        writer.log_batch(run_id, metrics=[Metric("loss", 1.0 / (s + 1), next(clock), s)
-                                          for s in steps])
+    def log(steps):  # values that do not compress away: bytes follow the points
+        writer.log_batch(run_id, metrics=[Metric("loss", math.sin(s * 12.9898) * 43758.5 % 1,
+                                                 next(clock), s) for s in steps])
 
     log(range(FIRST))
     page = open_dashboard(service, viewport=VIEWPORT)
@@ -423,11 +424,18 @@ def test_credentials_stay_in_session_storage_and_the_authorization_header(
 def test_a_profile_connects_without_a_password(open_dashboard, service, mlflow_server):
     """The operator's profile 'dash' (bob): the page sends its name, no credentials."""
     exp = mlflow_server.ids["experiments"]["shared-exp"]
+    runs = [mlflow_server.ids["runs"][name] for name in ("finished", "failed")]
     page = open_dashboard(service, viewport=VIEWPORT)
-    page.open(hash_of(e=exp, metrics="train_loss"))
+    page.open(hash_of(e=exp, runs=",".join(runs), metrics="train_loss"))
     page.connect(profile="dash")
-    state = page.wait_for("s => s.connected && s.charts.train_loss")
+    state = page.wait_for("(s, n) => s.connected && Object.keys(s.charts.train_loss.runs)"
+                          ".length === n", len(runs))
+    page.screenshot("profile")
     api = [e for e in page.exchanges() if not e.path.startswith("/dashboard/")]
-    assert all(e.query.get("profile") == ["dash"] and "authorization" not in e.headers
-               for e in api if e.path.startswith("/mlflow/")), [e.url for e in api]
-    assert state["charts"]["train_loss"]["runs"]
+    assert api and all("authorization" not in e.headers for e in api), [e.url for e in api]
+    # the GET form names the profile in its query; the POSTs in their JSON body
+    assert all(e.query.get("profile") == ["dash"] for e in api if e.method == "GET")
+    assert all(json.loads(e.request.post_data)["profile"] == "dash"
+               for e in api if e.method == "POST")
+    assert sorted(state["charts"]["train_loss"]["runs"]) == sorted(runs)
+    assert "bob" not in json.dumps(page.storage("sessionStorage"))

@@ -30,7 +30,7 @@ import requests
 
 from tests.support.browser import BrowserUnavailable, chromium
 from tests.support.calls import basic
-from tests.support.gunicorn import gunicorn
+from tests.support.gunicorn import REPO, gunicorn
 
 UI_TIMEOUT_MS = 120_000  # a loaded 2-core machine: each wait ends as soon as the page is ready
 HTTP_TIMEOUT = 60        # what the tests' own API calls allow MLflow
@@ -260,8 +260,11 @@ def dashboard_service(work: Path, redis_url: str, mlflow_server, env: dict | Non
                          "password": mlflow_server.users["bob"]}}
     settings = {"CACHE_KEY_PREFIX": prefix, "MLFLOW_PROFILES": json.dumps(profiles),
                 **(env or {})}
+    # DASHBOARD_SERVICE_REPO: serve another checkout's app (a page being written, or one
+    # broken on purpose to see a test fail) with this harness.
+    repo = Path(os.environ.get("DASHBOARD_SERVICE_REPO") or REPO)
     try:
-        with gunicorn(work, redis_url, workers=workers, env=settings) as svc:
+        with gunicorn(work, redis_url, workers=workers, env=settings, repo=repo) as svc:
             yield svc
     finally:
         client = redis.Redis.from_url(redis_url)
