@@ -4,6 +4,9 @@ import * as session from "./session.js";
 
 // Seconds the service may spend on one answer (a first load of big runs reads them all).
 const HTTP_TIMEOUT = 60;
+// A longer query string (many runs, a long cursor) goes as a POST body instead: proxies
+// refuse long request lines (nginx: 8 KB). A POST is never a 304, but answers the same.
+const MAX_QUERY = 6000;
 
 export class ApiError extends Error {
   constructor(status, message) {
@@ -32,33 +35,36 @@ export function words(status, message) {
 function query(fields) {
   const params = new URLSearchParams();
   for (const [key, value] of Object.entries(fields)) {
-    if (value === undefined || value === null) continue;
     for (const one of [].concat(value)) params.append(key, String(one));
   }
   return params.toString();
 }
 
 // One call: {status, json, etag, bytes}; a 304 has json null. Errors throw ApiError.
-async function call(path, {connection, method = "GET", fields = {}, etag = null}) {
-  const all = {...session.fields(connection), ...fields};
+async function call(path, {connection, method = "GET", fields = {}, etag = null, signal}) {
+  const all = Object.fromEntries(Object.entries({...session.fields(connection), ...fields})
+    .filter(([, value]) => value !== undefined && value !== null));  // left out: defaults
   const headers = {Accept: "application/json"};
   const auth = session.authorization(connection);
   if (auth) headers.Authorization = auth;
-  if (etag) headers["If-None-Match"] = etag;
   let url = path, body;
-  if (method === "GET") {
-    url += "?" + query(all);
+  const params = method === "GET" ? query(all) : null;
+  if (params !== null && params.length <= MAX_QUERY) {
+    url += "?" + params;
+    if (etag) headers["If-None-Match"] = etag;
   } else {
+    method = "POST";
     headers["Content-Type"] = "application/json";
     body = JSON.stringify(all);
   }
   let response;
   try {
     // no-store: the page keeps answers itself; a 304 must reach it as a 304.
-    response = await fetch(url, {method, headers, body, cache: "no-store",
+    response = await fetch(url, {method, headers, body, signal, cache: "no-store",
                                  credentials: "omit", referrerPolicy: "no-referrer"});
   } catch (error) {
-    throw new ApiError(0, error.message);
+    if (error.name === "AbortError") throw error;  // the page left that view: no error
+    throw new ApiError(0, words(0, error.message));
   }
   const buffer = await response.arrayBuffer();
   const text = new TextDecoder().decode(buffer);
@@ -88,10 +94,10 @@ export async function runList(connection, experimentId, status) {
 }
 
 // Histories for charts: the GET form, so a poll can be a conditional request.
-// view: {runIds, metrics, maxPoints, cursor, sinceStep, maxStep}.
-export function histories(connection, view, etag = null) {
+// view: {runIds, metrics, maxPoints, cursor, sinceStep, maxStep}; signal: to abort it.
+export function histories(connection, view, etag = null, signal = undefined) {
   const fields = {run_ids: view.runIds, metric_keys: view.metrics, max_points: view.maxPoints,
                   cursor: view.cursor, since_step: view.sinceStep, max_step: view.maxStep,
                   http_timeout: HTTP_TIMEOUT};
-  return call("../mlflow/runs", {connection, fields, etag});
+  return call("../mlflow/runs", {connection, fields, etag, signal});
 }

@@ -18,11 +18,14 @@ export class Board {
     this.lastPoll = null;
     this.polls = 0;
     this.generation = 0;
+    this.pending = null;  // the loader of a view being loaded
     new ResizeObserver(() => this.resize()).observe(container);
   }
 
   clear() {
     this.stop();
+    for (const loader of [this.loader, this.pending]) if (loader) loader.abort();
+    this.pending = null;
     this.generation += 1;
     this.loader = null;
     this.sections = new Map();
@@ -42,15 +45,25 @@ export class Board {
     if (!view.runIds.length || !view.metrics.length) return;
     const generation = this.generation;
     this.view = view;
-    this.sections = panels.build(this.container, view.metrics, m => this.resetZoom(m));
+    this.sections = panels.build(this.container, view.metrics, m => this.resetZoom(m),
+                                 (m, from, to) => this.zoomTo(m, from, to));
     const first = this.sections.values().next().value.querySelector(".plot");
     const width = Math.round(first.clientWidth || 600);
     const maxPoints = Math.min(MAX_POINTS[1], Math.max(MAX_POINTS[0], width));
     const loader = new Loader(view.connection, view.runIds, view.metrics, maxPoints);
-    await loader.load();
+    this.pending = loader;
+    try {
+      await loader.load();
+    } catch (error) {
+      if (error.name === "AbortError") return;  // another view was chosen meanwhile
+      throw error;
+    }
     if (generation !== this.generation) return;  // another view was chosen meanwhile
+    performance.mark("dashboard:loaded");  // marks for devtools and bench/bench_dashboard_page.py
     this.loader = loader;
+    this.pending = null;
     this.drawAll();
+    performance.mark("dashboard:drawn");
     if (view.zoom && this.sections.has(view.zoom.metric))
       await this.zoom(view.zoom.metric, view.zoom.from, view.zoom.to);
     if (generation === this.generation) this.startPolling();
@@ -98,10 +111,10 @@ export class Board {
     if (result) {
       this.polls += 1;
       this.lastPoll = result;
-      if (result.status === 200) {
-        for (const [metric, chart] of this.loader.charts) if (!chart.zoom) this.draw(metric);
-        for (const [metric, chart] of this.loader.charts)
-          if (chart.zoom) panels.summarize(this.sections.get(metric), chart, this.runs());
+      for (const metric of this.loader.changed) {  // a 304 changed nothing
+        const chart = this.loader.charts.get(metric);
+        if (chart.zoom) panels.summarize(this.sections.get(metric), chart, this.runs());
+        else this.draw(metric);
       }
     }
     if (!this.loader.liveIds().length) this.poller.stop();
@@ -111,9 +124,13 @@ export class Board {
 
   dragged(metric, fromX, toX) {
     const chart = this.loader.charts.get(metric);
-    const [from, to] = charts.stepRange(chart, fromX, toX, this.view.x);
-    if (!Number.isFinite(from) || !Number.isFinite(to) || to < from) return;
-    this.hooks.track(this.zoom(metric, from, to).catch(e => this.hooks.error(e)));
+    this.zoomTo(metric, ...charts.stepRange(chart, fromX, toX, this.view.x));
+  }
+
+  zoomTo(metric, from, to) {
+    if (!this.loader || !Number.isFinite(from) || !Number.isFinite(to) || to < from) return;
+    this.hooks.track(this.zoom(metric, from, to)
+      .catch(e => { if (e.name !== "AbortError") this.hooks.error(e); }));
   }
 
   // Steps from..to of one chart at full resolution; one zoom at a time (the URL holds one).
@@ -126,7 +143,7 @@ export class Board {
     }
     const generation = this.generation;
     const result = await this.loader.zoom(metric, from, to);
-    if (generation !== this.generation) return;
+    if (generation !== this.generation || !result) return;
     this.loader.charts.get(metric).zoom.full = result.full;
     this.view = {...this.view, zoom: {metric, from, to}};
     this.draw(metric);

@@ -19,6 +19,16 @@ export class Loader {
     this.cursor = null;
     this.etag = null;
     this.runErrors = [];
+    this.changed = new Set();  // metrics whose charts the last poll changed
+    this.aborter = new AbortController();  // a view left has nothing in flight
+  }
+
+  abort() {
+    this.aborter.abort();
+  }
+
+  ask(view, etag = null) {
+    return api.histories(this.connection, view, etag, this.aborter.signal);
   }
 
   view(fields) {
@@ -26,9 +36,9 @@ export class Loader {
   }
 
   async load() {
-    const answer = await api.histories(this.connection, this.view({}));
+    const answer = await this.ask(this.view({}));
     for (const chart of this.charts.values()) chart.maxPoints = this.maxPoints;
-    const points = absorb(this.charts, this.runs, answer.json);
+    const {points} = absorb(this.charts, this.runs, answer.json);
     this.cursor = answer.json.cursor ?? null;
     this.etag = answer.etag;
     this.runErrors = answer.json.run_errors || [];
@@ -43,10 +53,11 @@ export class Loader {
   async poll() {
     const live = this.liveIds();
     if (!live.length) return null;
-    const answer = await api.histories(this.connection,
-                                       this.view({runIds: live, cursor: this.cursor}), this.etag);
+    const answer = await this.ask(this.view({runIds: live, cursor: this.cursor}), this.etag);
+    this.changed = new Set();
     if (answer.status === 304) return {status: 304, bytes: 0, points: 0};
-    const points = absorb(this.charts, this.runs, answer.json);
+    const {points, changed} = absorb(this.charts, this.runs, answer.json);
+    this.changed = changed;  // the charts to draw again
     this.cursor = answer.json.cursor ?? this.cursor;
     this.etag = answer.etag;
     return {status: answer.status, bytes: answer.bytes, points};
@@ -56,7 +67,7 @@ export class Loader {
   async zoom(metric, from, to) {
     const chart = this.charts.get(metric);
     const full = estimate(chart, from, to) <= ZOOM_FULL_POINTS;
-    const answer = await api.histories(this.connection, this.view({
+    const answer = await this.ask(this.view({
       runIds: [...chart.base.keys()].length ? [...chart.base.keys()] : this.runIds,
       metrics: [metric], maxPoints: full ? null : this.maxPoints,
       sinceStep: from - 1, maxStep: to}));

@@ -24,7 +24,7 @@ async function ready() {
 }
 
 function showError(error) {
-  const text = error ? (error instanceof api.ApiError ? error.message : String(error.message || error)) : null;
+  const text = error ? String(error.message || error) : null;  // ApiError: already words
   state.error = text;
   $("#error").textContent = text || "";
   $("#error").hidden = !text;
@@ -55,7 +55,9 @@ function act(step) {
     try {
       await step();
     } catch (error) {
+      if (error.name === "AbortError") return;
       showError(error);
+      say(state.connected ? "Connected" : "Not connected");  // not "Loading…" any more
     }
   })());
 }
@@ -63,7 +65,13 @@ function act(step) {
 async function connect(connection) {
   showError(null);
   say("Connecting…");
-  state.experiments = await api.experiments(connection);
+  try {
+    state.experiments = await api.experiments(connection);
+  } catch (error) {
+    if (error.status === 401) session.clear();  // credentials held from before went stale
+    throw error;
+  }
+  $("#password").value = "";  // from now on in session storage only, not in the page
   state.connection = connection;
   state.connected = true;
   session.save(connection);
@@ -131,14 +139,17 @@ async function loadBoard() {
     writeView();
     return;
   }
+  showError(null);
   say("Loading charts…");
   await board.load({...state.view, connection: state.connection});
   writeView();
   if (board.loader) {
     pickers.updateStatuses(board.loader.runs);
     const errors = board.loader.runErrors;
-    if (errors.length)
-      showError(`${errors.length} run(s) not shown: ${api.words(errors[0].code, errors[0].message)}`);
+    if (errors.length) {
+      const first = api.words(errors[0].code, errors[0].message);
+      showError(`${errors.length} run(s) not shown: ${first}`);
+    }
     say(`${metrics.length} charts × ${board.loader.runs.size} runs`);
   }
 }
@@ -164,7 +175,6 @@ function wire() {
       profile: $("#profile").value, trackingUri: $("#tracking-uri").value,
       username: $("#username").value, password: $("#password").value});
     if (problem) return showError(problem);
-    $("#password").value = "";  // kept in session storage only, not in the page
     act(() => connect(connection));
   });
   $("#disconnect").addEventListener("click", disconnect);
@@ -180,7 +190,8 @@ function wire() {
   window.addEventListener("hashchange", () => {  // a pasted or edited URL: that view
     state.view = viewstate.parse(location.hash);
     showControls();
-    if (state.connected && state.view.experimentId) act(() => chooseExperiment(state.view.experimentId, true));
+    const id = state.view.experimentId;
+    if (state.connected && id) act(() => chooseExperiment(id, true));
   });
 }
 

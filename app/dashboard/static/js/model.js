@@ -81,9 +81,11 @@ function statsOf(history) {
 }
 
 // Fold a /mlflow/runs answer into `charts` (Map metric -> ChartData); `runs` (Map run id ->
-// {name, status}) learns each run's status. Returns how many points came.
+// {name, status}) learns each run's status. Returns how many points came, and the metrics
+// whose charts changed.
 export function absorb(charts, runs, answer) {
   let points = 0;
+  const changed = new Set();
   for (const run of answer.runs) {
     runs.set(run.run_id, {name: run.run_name || run.run_id, status: run.status});
     for (const history of run.metrics_history) {
@@ -92,11 +94,12 @@ export function absorb(charts, runs, answer) {
       const held = chart.base.get(run.run_id);
       if (run.since_cursor && held) held.append(history.history);
       else chart.base.set(run.run_id, Series.of(history.history));
+      if (history.history.length || !(run.since_cursor && held)) changed.add(chart.metric);
       chart.stats.set(run.run_id, statsOf(history));
       points += history.history.length;
     }
   }
-  return points;
+  return {points, changed};
 }
 
 // A zoom's answer: the range's points replace what the chart shows (not its base).

@@ -11,7 +11,8 @@ function element(tag, className, text) {
 }
 
 // Sections for `metrics`, in order, replacing what #charts held (returns metric -> section).
-export function build(container, metrics, onReset) {
+// onZoom(metric, from, to): the steps typed in a chart's zoom form (drag-zoom for the keyboard).
+export function build(container, metrics, onReset, onZoom) {
   const sections = new Map();
   container.replaceChildren(...metrics.map(metric => {
     const section = element("section", "chart");
@@ -29,11 +30,33 @@ export function build(container, metrics, onReset) {
     plot.tabIndex = -1;  // focus lands here after "reset zoom" (the button is then disabled)
     plot.setAttribute("role", "img");
     plot.setAttribute("aria-label", `Chart of ${metric}, one line per run`);
-    section.append(head, plot, summaryTable());
+    section.append(head, plot, zoomForm(metric, onZoom), summaryTable());
     sections.set(metric, section);
     return section;
   }));
   return sections;
+}
+
+function zoomForm(metric, onZoom) {
+  const details = element("details", "zoom-steps");
+  const form = element("form");
+  const field = (label, name) => {
+    const input = element("input");
+    Object.assign(input, {type: "number", name, step: "1", required: true});
+    const wrap = element("label", null, label + " ");
+    wrap.append(input);
+    return wrap;
+  };
+  const go = element("button", null, "zoom");
+  go.type = "submit";
+  form.append(field("from step", "from"), field("to step", "to"), go);
+  form.addEventListener("submit", event => {
+    event.preventDefault();  // never submitted anywhere (CSP form-action 'none')
+    const from = Number(form.elements.from.value), to = Number(form.elements.to.value);
+    if (Number.isInteger(from) && Number.isInteger(to) && to >= from) onZoom(metric, from, to);
+  });
+  details.append(element("summary", null, "zoom to steps…"), form);
+  return details;
 }
 
 function summaryTable() {
@@ -59,8 +82,8 @@ export function summarize(section, chart, runs) {
     const swatch = element("span", "swatch");
     swatch.style.backgroundColor = COLORS[runs.indexOf(run) % COLORS.length];  // CSSOM: CSP-safe
     name.append(swatch, run.name);
-    tr.append(name, element("td", "last", format(stats.last)), element("td", "min", format(stats.min)),
-              element("td", "max", format(stats.max)),
+    tr.append(name, element("td", "last", format(stats.last)),
+              element("td", "min", format(stats.min)), element("td", "max", format(stats.max)),
               element("td", "points", String(stats.total ?? "–")));
     return tr;
   });

@@ -32,7 +32,9 @@ export function duration(run) {
   const seconds = run.duration_seconds ??
     (run.start_time && !run.end_time ? (Date.now() - run.start_time) / 1000 : null);
   if (seconds === null || seconds === undefined) return "–";
-  const s = Math.round(seconds), h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60);
+  const s = Math.round(seconds), d = Math.floor(s / 86400);
+  const h = Math.floor((s % 86400) / 3600), m = Math.floor((s % 3600) / 60);
+  if (d) return `${d} d ${h} h`;
   return h ? `${h} h ${m} min` : m ? `${m} min ${s % 60} s` : `${s} s`;
 }
 
