@@ -1,7 +1,7 @@
 """The service's dashboard page (issue 21; docs/dashboard.md) in Debian's Chromium, against
 the real basic-auth MLflow (its scratch copy: these tests log runs), the service under
 gunicorn with Redis, every request of the page routed through Playwright
-(tests/support/dashboard.py): anything asked of another origin is aborted and fails the
+(tests/support/dashboard.py, dashboard_stack.py): anything asked of another origin is aborted and fails the
 test.
 
 Proved: the page loads with the network limited to the service, no console error and no
@@ -26,7 +26,7 @@ from mlflow.entities import Metric
 
 from tests.support.chart import mlflow_points
 from tests.support.curves import log_curves, unique
-from tests.support.dashboard import (  # noqa: F401  (fixtures)
+from tests.support.dashboard_stack import (  # noqa: F401  (fixtures)
     api_runs, dashboard_browser, dashboard_service, drawn, open_dashboard, screenshots, series,
 )
 from tests.support.overrides import scratch_mlflow_server  # noqa: F401  (writes to MLflow)
@@ -191,7 +191,8 @@ def test_the_charts_hold_exactly_the_points_the_api_answered(open_dashboard, ser
     page.connect(**bob)
     state = choose(page, experiment_id)
     assert str(state["experimentId"]) == str(experiment_id)
-    assert sorted(state["runIds"]) == sorted(run_ids) and sorted(state["metrics"]) == sorted(METRICS)
+    assert sorted(state["runIds"]) == sorted(run_ids)
+    assert sorted(state["metrics"]) == sorted(METRICS)
     page.screenshot("charts")
     for metric in METRICS:
         chart = state["charts"][metric]
