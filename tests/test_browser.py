@@ -55,8 +55,10 @@ def service(tmp_path_factory, redis_url, mlflow_server, sites):
     prefix = f"test-browser-{uuid.uuid4().hex[:12]}:"
     profiles = {PROFILE: {"tracking_uri": mlflow_server.uri, "username": "bob",
                           "password": mlflow_server.users["bob"]}}
+    # LIVE_REFRESH 1 ms: the live chart's next poll refreshes the run's tail (it logs points
+    # between polls and expects them in the next one)
     env = {"CACHE_KEY_PREFIX": prefix, "CORS_ALLOWED_ORIGINS": sites.allowed,
-           "MLFLOW_PROFILES": json.dumps(profiles)}
+           "MLFLOW_PROFILES": json.dumps(profiles), "LIVE_REFRESH": "0.001"}
     with gunicorn(tmp_path_factory.mktemp("browser"), redis_url, workers=1, env=env) as svc:
         yield svc
     client = redis.Redis.from_url(redis_url)

@@ -114,10 +114,11 @@ def test_the_page_has_no_inline_script_or_style_and_only_relative_urls():
 
 
 def test_the_scripts_call_the_api_relative_to_the_page():
-    """Under a reverse-proxy prefix the page must reach <prefix>/mlflow/…, not /mlflow/…."""
+    """Under a reverse-proxy prefix the page must reach <prefix>/mlflow/…, not /mlflow/…
+    (and <prefix>/openapi.json: the longest http_timeout the operator allows)."""
     text = "\n".join(p.read_text() for p in (STATIC / "js").glob("*.js"))
-    called = set(re.findall(r'"(\.\./[\w/]+)"', text))
-    assert called == {"../mlflow/experiments", "../mlflow/runs"}
+    called = set(re.findall(r'"(\.\./[\w/.]+)"', text))
+    assert called == {"../mlflow/experiments", "../mlflow/runs", "../openapi.json"}
     assert not re.search(r'fetch\(\s*["\'`]/', text)
     assert "localStorage." not in text and "document.cookie" not in text
 
@@ -146,3 +147,14 @@ def test_the_api_routes_and_the_spec_are_unchanged_by_the_page(client):
     spec = client.get("/openapi.json").get_json()
     assert not any(path.startswith("/dashboard") for path in spec["paths"])
     assert client.get("/healthz").headers.get("Content-Security-Policy") is None
+
+
+def test_the_spec_states_the_http_timeout_ceiling_where_the_page_reads_it():
+    """api.js maxTimeout(): /mlflow/runs' GET parameter http_timeout, its schema's maximum,
+    is the operator's MAX_HTTP_TIMEOUT (a cold first load may take that long)."""
+    client = create_app({"TESTING": True, "ACCESS_LOG": False,
+                         "MAX_HTTP_TIMEOUT": 120}).test_client()
+    spec = client.get("/openapi.json").get_json()
+    parameters = spec["paths"]["/mlflow/runs"]["get"]["parameters"]
+    schema = next(p for p in parameters if p["name"] == "http_timeout")["schema"]
+    assert schema["maximum"] == 120

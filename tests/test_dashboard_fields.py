@@ -17,6 +17,9 @@ from tests.support.overrides import scratch_mlflow_server  # noqa: F401  (writes
 
 DASHBOARD = ("start_time", "end_time", "experiment_id", "user_id")
 START_MS, END_MS = 1_700_000_000_000, 1_700_000_360_000
+# A live run's shared tail refreshed by every poll (LIVE_REFRESH already past when the next
+# poll comes): these tests log points between two polls and read them in the second.
+EVERY_POLL = 1e-3
 
 
 @pytest.fixture
@@ -139,8 +142,9 @@ def test_max_step_closes_the_range_on_finished_runs_and_csv(client, body, admin_
     assert [int(row["step"]) for row in rows] == [7, 8]
 
 
-def test_max_step_on_a_live_run(client, body, admin_client, experiment):
+def test_max_step_on_a_live_run(cached_app, body, admin_client, experiment):
     run_id = make_run(admin_client, experiment, steps=range(5), finish=False)
+    client = cached_app(LIVE_REFRESH=EVERY_POLL).test_client()
     query = body(run_id=run_id, since_step=1, max_step=6)
     assert [p["step"] for p in loss(runs_of(poll(client, query))[0])["history"]] == [2, 3, 4]
     log(admin_client, run_id, range(5, 10))
@@ -172,7 +176,7 @@ def test_a_live_runs_summary_is_its_histories_last_value(cached_app, body, admin
     """The listing (and its latest values) is cached for RUN_LIST_TTL while a live run's
     histories are read anew: the summary follows the histories of the same answer."""
     run_id = make_run(admin_client, experiment, steps=range(5), finish=False)
-    client = cached_app(RUN_LIST_TTL=300).test_client()
+    client = cached_app(RUN_LIST_TTL=300, LIVE_REFRESH=EVERY_POLL).test_client()
     query = body(run_id=run_id, **view)
     [run] = runs_of(poll(client, query))
     assert run["metrics_summary"]["loss"] == loss(run)["last_value"] == 0.04

@@ -1,8 +1,11 @@
 """The dashboard page's pure modules (app/dashboard/static/js), run by Node without a
 browser: the URL hash both ways (keys with "/", ",", ":", spaces, accents), CSV cells safe in
 a spreadsheet and numbers exact, runs merged on one x axis for uPlot (several points at one
-step, steps out of order, gaps on a log axis), and a cursor poll appended or replaced as
-docs/api.md says. The page as a whole, in Chromium: tests/test_dashboard_page.py.
+step, steps out of order, gaps on a log axis), a cursor poll appended or replaced as
+docs/api.md says; a chart's requests (one metric each, the operator's http_timeout ceiling
+from the OpenAPI spec for a first load, its own cursor and ETag for polls) against a stand-in
+fetch; charts loaded a few at a time; no poll while the tab is hidden, one at once when it
+is shown. The page as a whole, in Chromium: tests/test_dashboard_page.py.
 
 Skips when ``node`` (18 or later: ES modules) is not on the PATH."""
 import json
@@ -24,6 +27,9 @@ def run_js(body: str):
     import * as csv from {json.dumps((JS / 'csv.js').as_uri())};
     import * as charts from {json.dumps((JS / 'charts.js').as_uri())};
     import * as model from {json.dumps((JS / 'model.js').as_uri())};
+    import * as api from {json.dumps((JS / 'api.js').as_uri())};
+    import * as limit from {json.dumps((JS / 'limit.js').as_uri())};
+    import * as loader from {json.dumps((JS / 'loader.js').as_uri())};
     const result = await (async () => {{ {body} }})();
     process.stdout.write(JSON.stringify(result));
     """
@@ -123,3 +129,103 @@ def test_a_cursor_poll_appends_or_replaces_and_names_the_changed_charts():
     assert out["loss"] == [0, 1, 2, 3] and out["status"] == "FINISHED"
     assert out["stats"] == {"last": 4, "min": -1, "max": 9, "total": 99}
     assert out["replaced"] == [["loss"], [7], [0]]
+
+
+def test_the_first_load_asks_for_the_operators_ceiling_read_from_the_spec():
+    out = run_js("""
+        const spec = m => ({paths: {"/mlflow/runs": {get: {parameters: [
+            {name: "profile", schema: {type: "string"}},
+            {name: "http_timeout", schema: {type: "number", maximum: m}}]}}}});
+        const asked = [];
+        globalThis.fetch = async url => { asked.push(url);
+                                          return new Response(JSON.stringify(spec(300))); };
+        const first = await api.ceiling(), again = await api.ceiling();
+        return {first, again, asked, of: [api.maxTimeout(spec(45)), api.maxTimeout(spec("x")),
+                                          api.maxTimeout({}), api.maxTimeout(null)]};""")
+    assert out["first"] == out["again"] == 300
+    assert out["asked"] == ["../openapi.json"]  # once, relative to the page
+    assert out["of"] == [45, 60, 60, 60]       # no maximum stated: 60 s
+
+
+def test_a_chart_loads_its_metric_then_polls_with_its_own_cursor_and_etag():
+    out = run_js("""
+        const asked = [];
+        const run = (status, steps, since) => ({run_id: "r1", run_name: "one", status,
+            since_cursor: since, metrics_history: [{metric_name: "loss", total_points: 9,
+            min_value: 0, max_value: 1, last_value: 1,
+            history: steps.map(step => ({step, value: step, timestamp: step}))}]});
+        const answers = [
+            [200, {runs: [run("RUNNING", [0, 1], undefined), {run_id: "r2", status: "FINISHED",
+                   metrics_history: []}], cursor: "c1.first"}, '"e1"'],
+            [304, null, '"e1"'],
+            [200, {runs: [run("FINISHED", [2], true)], cursor: "c1.second"}, '"e2"']];
+        globalThis.fetch = async (url, init) => {
+            asked.push({url, inm: init.headers["If-None-Match"] ?? null});
+            const [status, json, etag] = answers.shift();
+            return new Response(json && JSON.stringify(json), {status, headers: {ETag: etag}});
+        };
+        const one = new loader.ChartLoader({connection: {trackingUri: "http://m"},
+            runIds: ["r1", "r2"], maxPoints: 600, runs: new Map()}, "loss");
+        const results = [await one.load(300), await one.poll(30), one.changed,
+                         await one.poll(30), one.changed, await one.poll(30)];
+        const q = a => Object.fromEntries([...new URL(a.url, "http://x/d/").searchParams.keys()]
+            .map(k => [k, new URL(a.url, "http://x/d/").searchParams.getAll(k)]));
+        return {results, asked: asked.map(a => ({...q(a), inm: a.inm})),
+                steps: one.chart.toJSON().runs.r1.steps, live: one.live};""")
+    load, first_poll, changed_304, second_poll, changed_200, done = out["results"]
+    assert load["points"] == 2 and first_poll == {"status": 304, "bytes": 0, "points": 0}
+    assert second_poll["status"] == 200 and second_poll["points"] == 1
+    assert (changed_304, changed_200) == (False, True) and done is None and out["live"] == []
+    assert out["steps"] == [0, 1, 2]
+    first, poll1, poll2 = out["asked"]
+    assert first["metric_keys"] == ["loss"] and first["run_ids"] == ["r1", "r2"]
+    assert first["max_points"] == ["600"] and first["http_timeout"] == ["300"]
+    assert "cursor" not in first and first["inm"] is None
+    assert poll1["run_ids"] == ["r1"] and poll1["cursor"] == ["c1.first"]  # the live run only
+    assert poll1["inm"] == '"e1"' and poll1["http_timeout"] == ["30"]
+    assert poll2["cursor"] == ["c1.first"] and poll2["inm"] == '"e1"'  # a 304 keeps both
+
+
+def test_charts_are_loaded_a_few_at_a_time_in_order():
+    out = run_js("""
+        const run = limit.limiter(3);
+        let now = 0, most = 0;
+        const started = [];
+        const tasks = [...Array(8).keys()].map(i => run(async () => {
+            now += 1; most = Math.max(most, now); started.push(i);
+            await new Promise(r => setTimeout(r, 5 * (i % 3)));
+            now -= 1;
+            if (i === 4) throw new Error("chart 4 failed");
+            return i;
+        }));
+        const settled = await Promise.allSettled(tasks);
+        return {most, started, settled: settled.map(s => s.status)};""")
+    assert out["most"] == 3 and out["started"] == list(range(8))
+    assert out["settled"] == ["fulfilled"] * 4 + ["rejected"] + ["fulfilled"] * 3
+
+
+def test_no_poll_while_the_tab_is_hidden_and_one_at_once_when_shown():
+    out = run_js(f"""
+        const page = new EventTarget();
+        page.hidden = false;
+        globalThis.document = page;
+        const {{Poller}} = await import({json.dumps((JS / 'poller.js').as_uri())});
+        let polls = 0;
+        const poller = new Poller(0.02, {{poll: async () => {{ polls += 1; return {{}}; }},
+                                         onPoll: () => {{}}, onState: () => {{}}}});
+        const wait = ms => new Promise(r => setTimeout(r, ms));
+        poller.start();
+        while (polls < 2) await wait(10);
+        page.hidden = true;
+        page.dispatchEvent(new Event("visibilitychange"));
+        await wait(50);  // a poll that was out when the tab was hidden ends
+        const hidden = polls, text = poller.text();
+        await wait(300);  // 15 poll periods
+        const after = polls;
+        page.hidden = false;
+        page.dispatchEvent(new Event("visibilitychange"));
+        const shown = polls;  // asked at once, not a period later
+        poller.stop();
+        return {{hidden, after, shown, text}};""")
+    assert out["after"] == out["hidden"] and out["shown"] == out["hidden"] + 1
+    assert "paused" in out["text"]

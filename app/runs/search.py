@@ -63,8 +63,8 @@ def search(ctx, sel: Selection, experiment_ids=None, asked: Selection = None):
     except Rejected as refused:
         if refused.status != 400 or not (options["filter_string"] or options["order_by"]):
             raise
-        given = [name for name in ("filter_string", "order_by", "run_status")
-                 if getattr(asked or sel, name)]
+        # run_status is written into the filter by us (always valid): not the caller's fault
+        given = [name for name in ("filter_string", "order_by") if getattr(asked or sel, name)]
         if not given:  # a filter of ours, not the caller's
             raise errors.UpstreamError(f"MLflow rejected a run search: {refused.message}") from None
         raise errors.invalid_fields(

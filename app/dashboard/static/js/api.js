@@ -2,8 +2,10 @@
 // and its errors in words. Nothing else here knows about HTTP.
 import * as session from "./session.js";
 
-// Seconds the service may spend on one answer (a first load of big runs reads them all).
-const HTTP_TIMEOUT = 60;
+// Seconds a first load or a zoom may take when the service's spec does not say its ceiling
+// (a cold first load reads every point of its runs from MLflow: the longest the operator
+// allows is asked, see ceiling()).
+const FALLBACK_TIMEOUT = 60;
 // A longer query string (many runs, a long cursor) goes as a POST body instead: proxies
 // refuse long request lines (nginx: 8 KB). A POST is never a 304, but answers the same.
 const MAX_QUERY = 6000;
@@ -94,10 +96,33 @@ export async function runList(connection, experimentId, status) {
 }
 
 // Histories for charts: the GET form, so a poll can be a conditional request.
-// view: {runIds, metrics, maxPoints, cursor, sinceStep, maxStep}; signal: to abort it.
-export function histories(connection, view, etag = null, signal = undefined) {
+// view: {runIds, metrics, maxPoints, cursor, sinceStep, maxStep};
+// how: {etag, signal (to abort it), timeout (the request's http_timeout, seconds)}.
+export function histories(connection, view, {etag = null, signal, timeout} = {}) {
   const fields = {run_ids: view.runIds, metric_keys: view.metrics, max_points: view.maxPoints,
                   cursor: view.cursor, since_step: view.sinceStep, max_step: view.maxStep,
-                  http_timeout: HTTP_TIMEOUT};
+                  http_timeout: timeout};
   return call("../mlflow/runs", {connection, fields, etag, signal});
+}
+
+// The longest http_timeout the operator allows (MAX_HTTP_TIMEOUT), as the service's OpenAPI
+// spec states it: the schema's maximum of /mlflow/runs' http_timeout. Asked once (no
+// credentials: the spec is public); FALLBACK_TIMEOUT when it cannot be read.
+let spec = null;
+export function ceiling() {
+  spec ??= fetch("../openapi.json", {headers: {Accept: "application/json"},
+                                      credentials: "omit", referrerPolicy: "no-referrer"})
+    .then(response => (response.ok ? response.json() : null))
+    .then(maxTimeout)
+    .catch(() => {
+      spec = null;  // not cached: asked again with the next view
+      return FALLBACK_TIMEOUT;
+    });
+  return spec;
+}
+
+export function maxTimeout(openapi) {
+  const parameters = openapi?.paths?.["/mlflow/runs"]?.get?.parameters ?? [];
+  const maximum = Number(parameters.find(p => p.name === "http_timeout")?.schema?.maximum);
+  return Number.isFinite(maximum) && maximum > 0 ? maximum : FALLBACK_TIMEOUT;
 }

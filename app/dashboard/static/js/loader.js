@@ -1,6 +1,11 @@
-// The charts' data for one view (runs × metrics): the first load at the charts' width, the
-// live polls through the cursor (GET form + If-None-Match: an unchanged poll is a 304), and
-// zooms asked again at full resolution. One request for all metrics, not one per chart.
+// The requests of one chart (one metric, the view's runs): its first load at the chart's
+// width, its live polls through its own cursor (GET form + If-None-Match: an unchanged poll
+// is a 304, a changed one brings only the new points), and zooms asked again at full
+// resolution. One request per chart, not one for the view: a first load of big finished
+// runs reads every point from MLflow, and 20 metrics in one answer can outlast any
+// http_timeout, while one metric's answer comes well within it (and is then cached per
+// metric by the service). A cursor belongs to the metric_keys it was made for, so each
+// chart polls with its own.
 import * as api from "./api.js";
 import {ChartData, LIVE, absorb, absorbZoom} from "./model.js";
 
@@ -8,70 +13,65 @@ import {ChartData, LIVE, absorb, absorbZoom} from "./model.js";
 // (then the chart's width, like the first load: extremes are kept either way).
 const ZOOM_FULL_POINTS = 500_000;
 
-export class Loader {
-  constructor(connection, runIds, metrics, maxPoints) {
-    this.connection = connection;
-    this.runIds = runIds;
-    this.metrics = metrics;
-    this.maxPoints = maxPoints;
-    this.charts = new Map(metrics.map(m => [m, new ChartData(m)]));
-    this.runs = new Map();  // run id -> {name, status}
+export class ChartLoader {
+  // runs: the view's Map run id -> {name, status}, shared by its charts (the legend, the
+  // run table); signal: aborts everything of a view left.
+  constructor({connection, runIds, maxPoints, runs, signal}, metric) {
+    Object.assign(this, {connection, runIds, maxPoints, runs, signal, metric});
+    this.chart = new ChartData(metric);
+    this.chart.maxPoints = maxPoints;
+    this.loaded = false;   // its first load answered
+    this.charts = new Map([[metric, this.chart]]);
     this.cursor = null;
     this.etag = null;
+    this.live = [];        // the runs this chart's last answer showed RUNNING or SCHEDULED
     this.runErrors = [];
-    this.changed = new Set();  // metrics whose charts the last poll changed
-    this.aborter = new AbortController();  // a view left has nothing in flight
+    this.changed = false;  // whether the last poll brought anything to draw
   }
 
-  abort() {
-    this.aborter.abort();
+  ask(fields, how) {
+    const view = {runIds: this.runIds, metrics: [this.metric], maxPoints: this.maxPoints,
+                  ...fields};
+    return api.histories(this.connection, view, {signal: this.signal, ...how});
   }
 
-  ask(view, etag = null) {
-    return api.histories(this.connection, view, etag, this.aborter.signal);
-  }
-
-  view(fields) {
-    return {runIds: this.runIds, metrics: this.metrics, maxPoints: this.maxPoints, ...fields};
-  }
-
-  async load() {
-    const answer = await this.ask(this.view({}));
-    for (const chart of this.charts.values()) chart.maxPoints = this.maxPoints;
-    const {points} = absorb(this.charts, this.runs, answer.json);
-    this.cursor = answer.json.cursor ?? null;
-    this.etag = answer.etag;
-    this.runErrors = answer.json.run_errors || [];
-    return {status: answer.status, bytes: answer.bytes, points};
-  }
-
-  liveIds() {
-    return this.runIds.filter(id => LIVE.has(this.runs.get(id)?.status));
-  }
-
-  // One poll of the live runs; null when none is live (nothing to ask).
-  async poll() {
-    const live = this.liveIds();
-    if (!live.length) return null;
-    const answer = await this.ask(this.view({runIds: live, cursor: this.cursor}), this.etag);
-    this.changed = new Set();
-    if (answer.status === 304) return {status: 304, bytes: 0, points: 0};
+  keep(answer) {
     const {points, changed} = absorb(this.charts, this.runs, answer.json);
-    this.changed = changed;  // the charts to draw again
     this.cursor = answer.json.cursor ?? this.cursor;
     this.etag = answer.etag;
+    this.live = answer.json.runs.filter(run => LIVE.has(run.status)).map(run => run.run_id);
+    this.changed = changed.size > 0;
     return {status: answer.status, bytes: answer.bytes, points};
   }
 
-  // Steps (from, to] of one chart's runs, every point (or the width's worth if huge).
-  async zoom(metric, from, to) {
-    const chart = this.charts.get(metric);
-    const full = estimate(chart, from, to) <= ZOOM_FULL_POINTS;
-    const answer = await this.ask(this.view({
-      runIds: [...chart.base.keys()].length ? [...chart.base.keys()] : this.runIds,
-      metrics: [metric], maxPoints: full ? null : this.maxPoints,
-      sinceStep: from - 1, maxStep: to}));
-    absorbZoom(chart, answer.json, from, to);
+  async load(timeout) {
+    const answer = await this.ask({}, {timeout});
+    this.chart.maxPoints = this.maxPoints;
+    this.chart.base = new Map();  // a retry starts afresh
+    this.chart.stats = new Map();
+    this.runErrors = answer.json.run_errors || [];
+    return this.keep(answer);
+  }
+
+  // One poll of this chart's live runs; null when none is live (nothing to ask).
+  async poll(timeout) {
+    if (!this.live.length) return null;
+    const answer = await this.ask({runIds: this.live, cursor: this.cursor},
+                                  {timeout, etag: this.etag});
+    this.changed = false;
+    if (answer.status === 304) return {status: 304, bytes: 0, points: 0};
+    return this.keep(answer);
+  }
+
+  // Steps (from, to] of the chart's runs, every point (or the width's worth if huge).
+  async zoom(from, to, timeout) {
+    const full = estimate(this.chart, from, to) <= ZOOM_FULL_POINTS;
+    const held = [...this.chart.base.keys()];
+    const answer = await this.ask({runIds: held.length ? held : this.runIds,
+                                   maxPoints: full ? null : this.maxPoints,
+                                   sinceStep: from - 1, maxStep: to}, {timeout});
+    absorbZoom(this.chart, answer.json, from, to);
+    this.chart.zoom.full = full;
     return {status: answer.status, bytes: answer.bytes, full};
   }
 }

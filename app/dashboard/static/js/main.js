@@ -35,18 +35,18 @@ function say(text) {
 }
 
 const board = new Board($("#charts"), {
-  track, error: showError,
+  track, problem: showError,  // charts that did not load, runs not shown
   pollState: text => { $("#poll-state").textContent = text; },
   changed: () => {
     state.view.zoom = board.view?.zoom ?? null;
     writeView();
-    if (board.loader) pickers.updateStatuses(board.loader.runs);
+    pickers.updateStatuses(board.runs);
   },
 });
 
 function writeView() {
   viewstate.write(state.view);
-  $("#download-csv").disabled = !board.loader;
+  $("#download-csv").disabled = !board.loaded().length;
 }
 
 // Run a step of the page: errors become words in #error, and ready() waits for it.
@@ -140,18 +140,13 @@ async function loadBoard() {
     return;
   }
   showError(null);
-  say("Loading charts…");
-  await board.load({...state.view, connection: state.connection});
+  say(`Loading ${metrics.length} charts…`);
+  await board.load({...state.view, connection: state.connection});  // each chart as it comes
   writeView();
-  if (board.loader) {
-    pickers.updateStatuses(board.loader.runs);
-    const errors = board.loader.runErrors;
-    if (errors.length) {
-      const first = api.words(errors[0].code, errors[0].message);
-      showError(`${errors.length} run(s) not shown: ${first}`);
-    }
-    say(`${metrics.length} charts × ${board.loader.runs.size} runs`);
-  }
+  pickers.updateStatuses(board.runs);
+  const missing = metrics.length - board.loaded().length;
+  say(`${metrics.length} charts × ${board.runs.size} runs` +
+      (missing ? ` (${missing} not loaded: see each chart)` : ""));
 }
 
 function disconnect() {
@@ -184,8 +179,8 @@ function wire() {
   $("#x-axis").addEventListener("change", restyle);
   $("#log-scale").addEventListener("change", restyle);
   $("#download-csv").addEventListener("click", () => {
-    if (board.loader) csv.download(csv.build(board.loader.charts, board.loader.runs,
-                                             state.view.runIds));
+    if (board.loaded().length)
+      csv.download(csv.build(board.charts(), board.runs, state.view.runIds));
   });
   window.addEventListener("hashchange", () => {  // a pasted or edited URL: that view
     state.view = viewstate.parse(location.hash);
@@ -212,8 +207,7 @@ window.dashboard = Object.freeze({
     connected: state.connected, error: state.error,
     experimentId: state.view.experimentId, runIds: state.view.runIds,
     metrics: state.view.metrics, charts: board.chartsState(),
-    polls: board.polls, polling: Boolean(board.poller && board.poller.running),
-    lastPoll: board.lastPoll})),
+    polls: board.live.polls, polling: board.live.polling, lastPoll: board.live.lastPoll})),
   ready,
 });
 

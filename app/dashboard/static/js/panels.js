@@ -1,6 +1,7 @@
 // The chart sections' DOM: one section.chart[data-metric] per metric with its title, a
-// "reset zoom" button, the plot's box and the per-run summary table (last, min, max of the
-// whole history, as the API computed them over every point).
+// "reset zoom" button, its own loading state and error line (with "retry"), the plot's box
+// and the per-run summary table (last, min, max of the whole history, as the API computed
+// them over every point).
 import {COLORS, format} from "./charts.js";
 
 function element(tag, className, text) {
@@ -11,8 +12,9 @@ function element(tag, className, text) {
 }
 
 // Sections for `metrics`, in order, replacing what #charts held (returns metric -> section).
-// onZoom(metric, from, to): the steps typed in a chart's zoom form (drag-zoom for the keyboard).
-export function build(container, metrics, onReset, onZoom) {
+// on: {reset(metric), zoom(metric, from, to) (the steps typed in a chart's zoom form:
+// drag-zoom for the keyboard), retry(metric)}.
+export function build(container, metrics, on) {
   const sections = new Map();
   container.replaceChildren(...metrics.map(metric => {
     const section = element("section", "chart");
@@ -24,17 +26,44 @@ export function build(container, metrics, onReset, onZoom) {
     reset.type = "button";
     reset.disabled = true;
     reset.setAttribute("aria-label", `Reset zoom of ${metric}`);
-    reset.addEventListener("click", () => onReset(metric));
+    reset.addEventListener("click", () => on.reset(metric));
     head.append(title, zoom, reset);
     const plot = element("div", "plot");
     plot.tabIndex = -1;  // focus lands here after "reset zoom" (the button is then disabled)
     plot.setAttribute("role", "img");
     plot.setAttribute("aria-label", `Chart of ${metric}, one line per run`);
-    section.append(head, plot, zoomForm(metric, onZoom), summaryTable());
+    section.append(head, statusLine(metric, on.retry), plot, zoomForm(metric, on.zoom),
+                   summaryTable());
+    showLoad(section, "waiting");
     sections.set(metric, section);
     return section;
   }));
   return sections;
+}
+
+function statusLine(metric, onRetry) {
+  const line = element("p", "chart-status");
+  line.setAttribute("aria-live", "polite");
+  const retry = element("button", "retry", "retry");
+  retry.type = "button";
+  retry.hidden = true;
+  retry.setAttribute("aria-label", `Load ${metric} again`);
+  retry.addEventListener("click", () => onRetry(metric));
+  line.append(element("span", "chart-message"), retry);
+  return line;
+}
+
+const LOAD_TEXT = {waiting: "waiting for the other charts…", loading: "loading…", loaded: ""};
+
+// A chart's load state (section[data-state]: waiting, loading, loaded, error) and its line:
+// `text` in words (an error, or a poll or zoom that failed while the chart stays drawn).
+export function showLoad(section, state, text = LOAD_TEXT[state]) {
+  section.dataset.state = state;
+  const line = section.querySelector(".chart-status");
+  line.querySelector(".chart-message").textContent = text || "";
+  line.classList.toggle("failed", state === "error" || Boolean(text && state === "loaded"));
+  line.hidden = !text;
+  line.querySelector(".retry").hidden = state !== "error";
 }
 
 function zoomForm(metric, onZoom) {
