@@ -113,6 +113,11 @@ def choose(page, experiment_id, runs=None, metrics=None):
     return page.ready()
 
 
+def api_calls(page) -> list:
+    """The page's calls that read MLflow through the service (they need credentials)."""
+    return [e for e in page.exchanges() if e.path.startswith(("/mlflow/", "/health"))]
+
+
 def hash_of(**parts) -> str:
     return "#/" + "&".join(f"{k}={v}" for k, v in parts.items())
 
@@ -150,8 +155,8 @@ def test_the_page_loads_with_the_network_limited_to_the_service(open_dashboard, 
     choose(page, curves[0])
     page.screenshot("connected")
     assert page.state()["connected"] is True
-    api = [e for e in page.exchanges() if not e.path.startswith("/dashboard/")]
-    assert api and all(e.url.startswith(service.base + "/") for e in api)
+    api = api_calls(page)
+    assert api and all(e.url.startswith(service.base + "/") for e in page.exchanges())
     assert not page.offsite and page.errors() == []
 
 
@@ -406,15 +411,15 @@ def test_credentials_stay_in_session_storage_and_the_authorization_header(
     assert token not in json.dumps(page.storage("localStorage"))
     assert page.context.cookies() == []
     assert secret not in page.page.url and "password" not in page.page.url
-    api = [e for e in page.exchanges() if not e.path.startswith("/dashboard/")]
+    api = api_calls(page)
     assert api
     for exchange in page.exchanges():
         assert secret not in exchange.url and token not in exchange.url, exchange.url
         assert "password" not in exchange.query and "username" not in exchange.query
     for exchange in api:  # each API call carries them in its header, and only there
         assert exchange.headers.get("authorization") == f"Basic {token}", exchange.url
-    for exchange in page.exchanges("/"):
-        if exchange.path.startswith("/dashboard/"):
+    for exchange in page.exchanges():  # not the page, its assets or the OpenAPI spec
+        if exchange not in api:
             assert "authorization" not in exchange.headers, exchange.url
     assert secret not in service.log.read_text()
     page.page.click("#disconnect")
@@ -432,8 +437,8 @@ def test_a_profile_connects_without_a_password(open_dashboard, service, mlflow_s
     state = page.wait_for("(s, n) => s.connected && Object.keys(s.charts.train_loss.runs)"
                           ".length === n", len(runs))
     page.screenshot("profile")
-    api = [e for e in page.exchanges() if not e.path.startswith("/dashboard/")]
-    assert api and all("authorization" not in e.headers for e in api), [e.url for e in api]
+    api = api_calls(page)
+    assert api and all("authorization" not in e.headers for e in page.exchanges())
     # the GET form names the profile in its query; the POSTs in their JSON body
     assert all(e.query.get("profile") == ["dash"] for e in api if e.method == "GET")
     assert all(json.loads(e.request.post_data)["profile"] == "dash"
