@@ -292,6 +292,29 @@ def test_a_live_run_grows_with_each_poll_fetching_only_the_new_points(
     assert page.state()["polls"] == state["polls"]
 
 
+def test_every_chart_of_live_runs_loads(open_dashboard, service, bob, writer):
+    """The page loads its charts at once, a request per chart: each asks the same live runs
+    for another metric, while one request builds the runs' shared tail. Every chart loads,
+    with every point."""
+    experiment_id = writer.create_experiment(unique("live-charts"))
+    run_ids = log_curves(writer, experiment_id, METRICS, 200, runs=2, status="RUNNING")
+    try:
+        page = open_dashboard(service, viewport=VIEWPORT)
+        page.open(hash_of(e=experiment_id, runs=",".join(run_ids), metrics=",".join(METRICS),
+                          poll=POLL))
+        page.connect(**bob)
+        state = page.wait_for("(s, n) => s.error || Object.values(s.charts).filter(c => "
+                              "Object.keys(c.runs).length === 2).length === n", len(METRICS))
+        page.screenshot("live-charts")
+        assert state["error"] is None
+        for metric in METRICS:
+            for run_id in run_ids:
+                assert state["charts"][metric]["runs"][run_id]["steps"] == list(range(200))
+    finally:
+        for run_id in run_ids:
+            writer.set_terminated(run_id)
+
+
 # --- zoom ------------------------------------------------------------------------------------
 
 def test_zoom_by_dragging_re_asks_the_range_at_full_resolution(open_dashboard, service, bob,

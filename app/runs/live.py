@@ -99,7 +99,9 @@ class LiveHistories:
         for run in stale:
             if locks[_id(run)] is None:
                 states[_id(run)] = self._wait(run, states.get(_id(run)), wanted[_id(run)])
-                if states[_id(run)] is None:
+                # The other request refreshed the tail for its own metrics: one it lacks of
+                # ours cannot be answered from it (try again, or ask MLflow after ROUNDS).
+                if not _holds(states[_id(run)], wanted[_id(run)]):
                     left.append(run)
         return left
 
@@ -197,3 +199,8 @@ class LiveHistories:
 
 def _id(run):
     return run["info"]["run_id"]
+
+
+def _holds(state, keys) -> bool:
+    """A tail that has each of ``keys`` (fresh or not)."""
+    return state is not None and all(key in state.metrics for key in keys)
