@@ -18,6 +18,7 @@ import base64
 import hashlib
 import json
 import math
+import time
 from pathlib import Path
 
 import pytest
@@ -310,6 +311,12 @@ def test_every_chart_of_live_runs_loads(open_dashboard, service, bob, writer):
         for metric in METRICS:
             for run_id in run_ids:
                 assert state["charts"][metric]["runs"][run_id]["steps"] == list(range(200))
+        for run_id in run_ids:  # one more point of each metric: every chart shows it
+            writer.log_batch(run_id, metrics=[Metric(key, 0.5, int(time.time() * 1000), 200)
+                                              for key in METRICS])
+        state = page.wait_for("(s, ids) => Object.values(s.charts).every(c => ids.every(id => "
+                              "c.runs[id].steps[c.runs[id].steps.length - 1] === 200))", run_ids)
+        page.screenshot("live-charts-grown")
     finally:
         for run_id in run_ids:
             writer.set_terminated(run_id)
