@@ -257,3 +257,34 @@ def test_viewers_polling_through_two_workers_cost_one_read_per_metric_per_live_r
     for key in ("loss", "acc"):
         reads = sum(f"metric_key={key}" in p for p in proxy.paths)
         assert reads <= len(searches) + 1  # the first whole read, then at most one a refresh
+
+
+def test_charts_loading_a_metric_each_at_once_each_get_their_points(
+        tmp_path, redis_url, mlflow_server, live, admin_client):
+    """The dashboard's first load: one request per metric of the same live run, all at once,
+    on a cold cache. The request that takes the tail's lock reads its own metric; the others
+    wait for it, then read theirs (not a 500 for a metric the tail did not hold yet)."""
+    log, run_id, _ = live
+    keys = ["m0", "m1", "m2", "m3"]
+    for key in keys:
+        log(range(50), key=key)
+    env = {"LIVE_REFRESH": "30", "CACHE_KEY_PREFIX": f"test-live-{uuid.uuid4().hex[:8]}:"}
+    answers = {}
+    with MlflowProxy(mlflow_server.uri) as proxy, \
+            gunicorn(tmp_path, redis_url, workers=2, env=env) as service:
+        proxy.delay = 0.3  # a refresh outlasts the others' arrival: they wait for its lock
+        query = dict(user_body(mlflow_server, "admin", run_ids=[run_id]), tracking_uri=proxy.uri)
+
+        def load(key):
+            answers[key] = requests.post(f"{service.base}/mlflow/runs", timeout=120,
+                                         json=dict(query, metric_keys=[key]))
+        threads = [threading.Thread(target=load, args=(key,)) for key in keys]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(150)
+    for key in keys:
+        assert answers[key].status_code == 200, (key, answers[key].text[:300])
+        chart = Chart()
+        chart.take(answers[key].json())
+        assert chart.points(run_id, key) == mlflow_points(admin_client, run_id, key)

@@ -124,10 +124,13 @@ class Tails:
     def read_points(self, uri, wanted) -> dict:
         """{(run_id, metric): Series} for ``wanted`` [(run_id, TailState, metric, after)]:
         a metric's points, only those that arrived after sequence number ``after`` unless it
-        is None; in one read. A metric with a chunk gone (its tail must be rebuilt) is left out."""
+        is None; in one read. A metric with a chunk gone (its tail must be rebuilt), or that
+        the state does not hold, is left out."""
         plan = []
         for run_id, state, metric, after in wanted:
-            chunks = [c for c in state.metrics[metric].chunks if after is None or c.high > after]
+            held = state.metrics.get(metric)
+            chunks = [] if held is None else [c for c in held.chunks
+                                              if after is None or c.high > after]
             plan.append(([self.chunk_key(uri, run_id, state.epoch, metric, c.id)
                           for c in chunks], after))
         names = [name for chunk_names, _ in plan for name in chunk_names]
@@ -135,7 +138,7 @@ class Tails:
         found = {}
         for (run_id, _, metric, _), (chunk_names, after) in zip(wanted, plan):
             parts = [self._opened(name, next(values)) for name in chunk_names]
-            if all(part is not None for part in parts):
+            if metric in state.metrics and all(part is not None for part in parts):
                 found[(run_id, metric)] = _joined(parts, after)[0]
         return found
 

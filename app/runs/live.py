@@ -85,7 +85,8 @@ class LiveHistories:
 
     def _refresh_or_wait(self, stale, states, wanted):
         """Refresh the stale runs whose lock this request takes; wait for the others.
-        The runs still without a tail (their refresher gave up), or None: no cache."""
+        The runs still without a tail of their wanted metrics (their refresher gave up, or
+        read other metrics), or None: no cache."""
         remaining = self.ctx.deadline.remaining()
         locks = {_id(run): self.cache.lock(self._lock(run), remaining) for run in stale}
         mine = [run for run in stale if locks[_id(run)] is not None]
@@ -98,10 +99,12 @@ class LiveHistories:
         left = []
         for run in stale:
             if locks[_id(run)] is None:
-                states[_id(run)] = self._wait(run, states.get(_id(run)), wanted[_id(run)])
-                # The other request refreshed the tail for its own metrics: one it lacks of
-                # ours cannot be answered from it (try again, or ask MLflow after ROUNDS).
-                if not _holds(states[_id(run)], wanted[_id(run)]):
+                keys = wanted[_id(run)]
+                states[_id(run)] = state = self._wait(run, states.get(_id(run)), keys)
+                # Another request's refresh reads its own metrics: a metric this request
+                # wants and the tail does not hold yet (charts loading a metric each, at
+                # once) is still to be read, by this request in the next round.
+                if state is None or any(key not in state.metrics for key in keys):
                     left.append(run)
         return left
 
@@ -199,8 +202,3 @@ class LiveHistories:
 
 def _id(run):
     return run["info"]["run_id"]
-
-
-def _holds(state, keys) -> bool:
-    """A tail that has each of ``keys`` (fresh or not)."""
-    return state is not None and all(key in state.metrics for key in keys)

@@ -56,9 +56,10 @@ export class LivePolls {
     const due = this.due();
     if (!due.length) return null;
     const queue = limiter(AT_ONCE);
+    const timeout = Math.min(POLL_TIMEOUT, this.board.timeout);  // never above the ceiling
     const answers = await Promise.all(due.map(([metric, loader]) => queue(async () => {
       try {
-        const result = await loader.poll(POLL_TIMEOUT);
+        const result = await loader.poll(timeout);
         this.show(metric, loader, null);
         return result;
       } catch (error) {
