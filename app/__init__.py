@@ -5,11 +5,12 @@ from pathlib import Path
 import swagger_ui_bundle
 from flask import Flask, send_from_directory
 
-from app import (access, cors, dashboard, delivery, errors, forwarded, observability, probes,
-                 ratelimit, routes, schemas)
+from app import access, dashboard, observability
 from app import cache as run_cache
-from app.extensions import api, cache
-from app.jsonio import OrjsonProvider
+from app.api import cors, delivery, forwarded, probes, ratelimit, routes, schemas
+from app.api import errors as api_errors
+from app.api.jsonio import OrjsonProvider
+from app.extensions import cache, smorest
 from config import Config
 
 
@@ -25,14 +26,14 @@ def create_app(config=None) -> Flask:
     forwarded.trust_proxies(app)  # PROXY_FIX_HOPS
     observability.init_app(app)
     register_extensions(app)
-    with app.app_context():  # the spec is made here, with this app's limits (app/fields.py)
+    with app.app_context():  # the spec is made here, with this app's limits (app/api/fields.py)
         register_blueprints(app)
-    errors.register_errorhandlers(app)
+    api_errors.register_errorhandlers(app)
     return app
 
 
 def register_extensions(app):
-    api.init_app(app)
+    smorest.init_app(app)
     run_cache.init_app(app, cache)
     access.init_app(app)     # ALLOWED_TRACKING_URIS, MLFLOW_PROFILES: checked at start-up
     ratelimit.init_app(app)  # RATE_LIMIT (off when unset)
@@ -41,9 +42,9 @@ def register_extensions(app):
 
 
 def register_blueprints(app):
-    schemas.prepare_spec(api)
-    api.register_blueprint(routes.blp)
-    schemas.document_connection_rule(api.spec)
+    schemas.prepare_spec(smorest)
+    smorest.register_blueprint(routes.blp)
+    schemas.document_connection_rule(smorest.spec)
     app.register_blueprint(probes.blp)
     app.register_blueprint(dashboard.blp)  # the page: app/dashboard, docs/dashboard.md
     assets = Path(swagger_ui_bundle.swagger_ui_path)

@@ -2,7 +2,7 @@
 
 Pure (no Flask): ``negotiate`` reads an ``Accept-Encoding`` header, ``compress_stream``
 turns an iterable of body chunks into the compressed body, chunk by chunk, so a streamed
-answer (the runs JSON, the CSV export) is never held whole in memory. app/delivery.py
+answer (the runs JSON, the CSV export) is never held whole in memory. app/api/delivery.py
 applies them to responses.
 
 Pre-compressed segments (for the cache of finished runs' compressed form)
@@ -27,7 +27,7 @@ bytes. A ``Segment`` without this coding's form is compressed like any chunk. Ea
 splice costs a few bytes and the compressor's history (some ratio), so segments should
 be large (a whole run's histories), not single values.
 
-A route may put ``Segment``s in a streamed JSON or CSV body as it is: app/delivery.py
+A route may put ``Segment``s in a streamed JSON or CSV body as it is: app/api/delivery.py
 compresses it with ``compress_stream`` or, for a client that takes no coding, writes
 each segment's ``raw`` bytes (``plain``). Its Content-Length is the raw body's length.
 """

@@ -2,7 +2,7 @@
 from flask_caching import Cache
 from flask_smorest import Api as _Api
 
-from app.errors import ErrorSchema, error_payload
+from app.api.errors import ErrorSchema, error_payload
 
 
 class Api(_Api):
@@ -14,5 +14,5 @@ class Api(_Api):
         return error_payload(error)
 
 
-api = Api()
+smorest = Api()
 cache = Cache()

@@ -10,7 +10,7 @@ import zstandard
 
 from app import create_app
 from app.compression import Segment, stored_form
-from app.schemas import CONNECTION_EXAMPLE, RUNS_EXAMPLE
+from app.api.schemas import CONNECTION_EXAMPLE, RUNS_EXAMPLE
 
 PAGE = "http://127.0.0.1:8090"
 OTHER = "http://127.0.0.1:8091"

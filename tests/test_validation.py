@@ -98,7 +98,7 @@ def test_form_body_is_415_not_ignored(client):
 
 def test_unknown_route_and_method_use_the_error_shape(client):
     assert client.post("/nope", json={}).get_json()["code"] == 404
-    response = client.put("/mlflow/runs")  # GET has a form (app/queryforms.py); PUT none
+    response = client.put("/mlflow/runs")  # GET has a form (app/api/queryforms.py); PUT none
     assert response.status_code == 405 and response.get_json()["success"] is False
 
 

@@ -27,7 +27,7 @@ class RunsAnswer:
     def __iter__(self):
         """The body for the WSGI server, which writes bytes: a cached run (a view of
         what Redis sent) goes out a megabyte at a time instead of as one more copy. A
-        run with its compressed form stays a ``Segment`` for app/delivery.py."""
+        run with its compressed form stays a ``Segment`` for app/api/delivery.py."""
         for chunk in self.chunks:
             if isinstance(chunk, memoryview):
                 for start in range(0, len(chunk), WRITE_SIZE):

@@ -12,7 +12,7 @@ cached copies belong to (app/cache/run_cache.py): a refresh, or a refetch after 
 expired (which is how points logged late below a run's latest step come in), writes a
 new generation and so a new tag. A live run's part is its shared tail as read (its epoch
 and sequence number: app/cache/tails.py) with what the listing shows of it besides its
-metrics' values (``live_print``). The content coding is not hashed: app/delivery.py
+metrics' values (``live_print``). The content coding is not hashed: app/api/delivery.py
 appends it to a compressed answer's tag. An answer has no ETag while the cache cannot
 say a run's generation or tail (a live run read from MLflow for this request alone).
 """
@@ -25,7 +25,7 @@ from app.runs.query import RunsQuery
 
 # Bump when the bytes of a run or of the envelope change for the same runs and query.
 FORMAT = "runs-json-1"
-# delivery appends the content coding to a compressed answer's tag (app/delivery.py)
+# delivery appends the content coding to a compressed answer's tag (app/api/delivery.py)
 CODING_SUFFIXES = ("-gzip", "-zstd")
 
 

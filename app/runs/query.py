@@ -1,4 +1,4 @@
-"""A /mlflow/runs request, typed: made by the schema (app/schemas.py), read everywhere
+"""A /mlflow/runs request, typed: made by the schema (app/api/schemas.py), read everywhere
 after it. Frozen, so no layer can rewrite what the caller asked for on its way.
 
 * ``Selection`` - which runs: everything that decides the *listing*. The listing's

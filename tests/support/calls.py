@@ -65,7 +65,7 @@ def expected_history(points):
 def schema_accepts(name, value) -> bool:
     """Would the request schema accept ``value`` for the connection field ``name``? (For
     ``tracking_uri``: would the service connect to it.)"""
-    from app.schemas import ConnectionSchema  # the app only when asked: bench imports this
+    from app.api.schemas import ConnectionSchema  # the app only when asked: bench imports this
 
     try:
         ConnectionSchema().fields[name].deserialize(value)

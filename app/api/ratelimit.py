@@ -22,9 +22,9 @@ from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded
 from flask_limiter.util import get_remote_address
 
 from app.cache.settings import limiter_storage
-from app.errors import error_payload
+from app.api.errors import error_payload
 
-LIMITED_BLUEPRINTS = {"mlflow"}  # app/routes.py
+LIMITED_BLUEPRINTS = {"mlflow"}  # app/api/routes.py
 RUNS_ENDPOINT = "mlflow.Runs"
 RUNS_PER_UNIT = 100
 

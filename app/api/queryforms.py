@@ -17,7 +17,7 @@ import re
 import marshmallow as ma
 from marshmallow import fields
 
-from app.jsonio import StrictJsonParser
+from app.api.jsonio import StrictJsonParser
 
 CREDENTIALS = ("username", "password")
 NEVER_IN_URL = ("Never in a URL: send credentials in an Authorization: Basic header, "

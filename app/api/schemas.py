@@ -1,7 +1,7 @@
 """Request and response schemas: the JSON contract of the original MLflow Logs API.
 
 Bounds set by the operator (MAX_RUNS_LIMIT, MAX_HTTP_TIMEOUT) are the app's settings,
-read when a request is validated and when the spec is made (app/fields.py), so the
+read when a request is validated and when the spec is made (app/api/fields.py), so the
 published OpenAPI spec states the limits the service enforces. Unknown request fields
 are rejected (marshmallow's default RAISE), so a typo such as ``experiment_nme`` is a
 422 naming it rather than silently ignored.
@@ -13,7 +13,7 @@ from app.access.connection import Connection
 from app.access.profiles import PROFILE_NAME
 from app.runs import cursor
 from app.runs.query import RUN_STATUSES, RunsQuery, RunsRequest
-from app.fields import SettingLength, SettingRange
+from app.api.fields import SettingLength, SettingRange
 from app.uris import http_uri
 
 # Fields a connection profile sets; a request naming a profile may not send them.

@@ -12,7 +12,7 @@ Only the API routes (and the spec) get the headers. flask-cors adds them in an
 after-request hook, so error answers (401, 422, 429 ...) carry them too: a page can read
 its own error. Preflights (``OPTIONS``) are answered by Flask's automatic OPTIONS, with
 ``Access-Control-Max-Age`` so a browser asks once per ``CORS_MAX_AGE`` seconds, not
-before every poll; they are not counted by the rate limiter (app/ratelimit.py).
+before every poll; they are not counted by the rate limiter (app/api/ratelimit.py).
 """
 import re
 

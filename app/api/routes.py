@@ -1,22 +1,24 @@
 """The public routes: /health, /mlflow/experiments and /mlflow/runs, as POST (a JSON body)
-and GET (the same fields as query parameters: app/queryforms.py). Each reads like the
+and GET (the same fields as query parameters: app/api/queryforms.py). Each reads like the
 contract: the schema types the request, the context connects, the layer below answers."""
 import marshmallow as ma
 from flask import current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from app import delivery, errors, overview, queryforms, responses, schemas
+from app import errors, overview
+from app.api import delivery, queryforms, responses, schemas
+from app.api import errors as api_errors
 from app.context import open_context
 from app.runs import assembly
 
 blp = Blueprint("mlflow", __name__, description="Read MLflow experiments and runs as JSON")
-# Request bodies: strict orjson (app/jsonio.py); query strings of the GET forms as they came.
+# Request bodies: strict orjson (app/api/jsonio.py); query strings of the GET forms as they came.
 blp.ARGUMENTS_PARSER = queryforms.Parser()
 
 
 def query_arguments(body_schema):
-    """The GET form of a route taking ``body_schema`` (app/queryforms.py)."""
+    """The GET form of a route taking ``body_schema`` (app/api/queryforms.py)."""
     return blp.arguments(queryforms.query_form(body_schema), location="query",
                          unknown=ma.RAISE)  # webargs would drop unknown parameters
 
@@ -47,7 +49,7 @@ def documents_errors(*statuses):
     """Document these error statuses, all in the one error shape."""
     def decorate(view):
         for status in statuses:
-            view = blp.alt_response(status, schema=errors.ErrorSchema,
+            view = blp.alt_response(status, schema=api_errors.ErrorSchema,
                                     description=ERROR_MEANINGS[status])(view)
         return view
     return decorate
