@@ -212,6 +212,40 @@ def test_single_flight(cached_app, body, proxy, mlflow_server, view):
     assert proxy.count("get-history") == 2, proxy.paths
 
 
+def test_requests_for_other_metrics_of_a_run_do_not_wait_for_each_other(
+        cached_app, body, proxy, mlflow_server, monkeypatch):
+    """A dashboard asks a chart's metric per request, for the same finished runs, at once:
+    a fetch of one metric must not hold up a request for another (the charts of a cold
+    view were fetched one after another); requests for the same metric still share one."""
+    from app.cache.flight import SingleFlight
+    waits, real = [], SingleFlight._wait_for
+
+    def counted(flight, item, lock):
+        waits.append(lock)
+        return real(flight, item, lock)
+    monkeypatch.setattr(SingleFlight, "_wait_for", counted)
+    app = cached_app()
+    proxy.delay = 0.5  # a fetch takes a while: the requests overlap
+    run_id = mlflow_server.ids["runs"]["finished"]
+    metrics = ["train_loss", "val/acc", "train_loss"]
+    results = {}
+
+    def one_poll(i, key):
+        query = body(run_id=run_id, metric_keys=[key], max_points=100)
+        results[i] = app.test_client().post("/mlflow/runs", json=query)
+
+    threads = [threading.Thread(target=one_poll, args=(i, key)) for i, key in enumerate(metrics)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [results[i].status_code for i in range(3)] == [200] * 3
+    series_waits = [lock for lock in waits if ":series" in lock]
+    assert len(series_waits) == 1, waits  # the second train_loss request only
+    assert proxy.count("metric_key=val%2Facc") + proxy.count("metric_key=val/acc") == 1
+    assert proxy.count("metric_key=train_loss") == 1, proxy.paths
+
+
 def test_no_password_in_redis_or_logs(cached_app, body, mlflow_server, redis_url, redis_prefix, caplog):
     caplog.set_level("DEBUG")
     client = cached_app().test_client()

@@ -12,7 +12,7 @@ from app import history
 from app.cache.flight import SingleFlight
 from app.cache.freshness import fingerprint, terminal
 from app.mlflow.histories import fetch_histories
-from app.runs.cursor import FINISHED, LIVE
+from app.runs.cursor import FINISHED, LIVE, keys_digest
 from app.runs.live import LiveHistories
 
 
@@ -61,9 +61,13 @@ class MetricColumns:
                 found.update(((_id(run), key), history.empty()) for key in keys)
 
     def _lock_key(self, run):
+        """One fetch per finished run and set of metrics: viewers of a view wait for one
+        another, while a request for other metrics of the run (a dashboard loads a chart,
+        so a metric, per request) goes ahead instead of waiting for a fetch it cannot use."""
         if not terminal(run):
             return None
-        return self.cache.run_key(self.ctx.target.uri, _id(run)) + ":series"
+        metrics = keys_digest(self.view.keys_of(run))
+        return f"{self.cache.run_key(self.ctx.target.uri, _id(run))}:series:{metrics}"
 
     def _key(self, run, key):
         return self.cache.series_key(self.ctx.target.uri, _id(run), key)
