@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import pytest
 import redis
 
-from tests.support.browser import BrowserUnavailable, chromium, static_site
+from tests.support.browser import chromium_or_skip, static_site
 from tests.support.gunicorn import gunicorn
 from tests.support.overrides import scratch_mlflow_server  # noqa: F401  (writes to MLflow)
 
@@ -34,13 +34,7 @@ UI_TIMEOUT_MS = 90_000  # beyond HTTP_TIMEOUT; each wait ends as soon as the pag
 
 @pytest.fixture(scope="module")
 def browser():
-    try:
-        launched = chromium()
-        instance = launched.__enter__()
-    except BrowserUnavailable as exc:
-        pytest.skip(str(exc))
-    yield instance
-    launched.__exit__(None, None, None)
+    yield from chromium_or_skip()
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,8 @@ import shutil
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import pytest
+
 # Debian's package (apt-get install chromium); CHROMIUM names another binary.
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 # Headless, and nothing that reaches out of the machine (updates, sync, QUIC probes) or
@@ -47,6 +49,18 @@ def chromium():
             yield browser
         finally:
             browser.close()
+
+
+def chromium_or_skip():
+    """A module fixture's body: ``yield from chromium_or_skip()`` gives the test Chromium,
+    or skips it with the reason when there is none."""
+    try:
+        launched = chromium()
+        instance = launched.__enter__()
+    except BrowserUnavailable as exc:
+        pytest.skip(str(exc))
+    yield instance
+    launched.__exit__(None, None, None)
 
 
 @contextlib.contextmanager

@@ -12,7 +12,7 @@ import pytest
 import redis
 import requests
 
-from tests.support.browser import BrowserUnavailable, chromium
+from tests.support.browser import chromium_or_skip
 from tests.support.calls import basic
 from tests.support.dashboard import DashboardPage
 from tests.support.gunicorn import REPO, gunicorn
@@ -55,13 +55,7 @@ def drawn(state: dict) -> dict:
 @pytest.fixture(scope="module")
 def dashboard_browser():
     """Chromium for the module; the test is skipped, with the reason, without one."""
-    try:
-        launched = chromium()
-        instance = launched.__enter__()
-    except BrowserUnavailable as exc:
-        pytest.skip(str(exc))
-    yield instance
-    launched.__exit__(None, None, None)
+    yield from chromium_or_skip()
 
 
 @contextlib.contextmanager
